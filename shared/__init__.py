@@ -1,0 +1,1 @@
+"""ThreatFox to Microsoft Sentinel sync: all logic of the Function app."""
