@@ -1,0 +1,452 @@
+"""Sentinel management API stand-in: watchlists, items and Scheduled alert rules.
+
+Served under the real ARM path; a workspace is known by its name only and is created
+on first use. Every request passes the same gate, in this order: count the call,
+bearer token (401), api-version (400), latency, throttle (429), then at most one
+fault (queued, write cut-off, random), then the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from standin.arm_json import arm_error_response, item_json, rule_json, watchlist_json
+from standin.faults import Fault, FaultQueue, apply_fault, arm_error, drop_connection
+from standin.rules import validate_scheduled_rule
+from standin.throttle import ArmThrottle
+from standin.workspace import Workspace, WorkspaceError
+
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_TABLES",
+    "RandomFailures",
+    "SentinelState",
+    "sentinel_routes",
+]
+
+API_VERSION = "2021-10-01"
+DEFAULT_TABLES = frozenset(
+    {"CommonSecurityLog", "DeviceNetworkEvents", "DnsEvents", "Watchlist"}
+)
+DEFAULT_CHANGE_LIMIT = 100_000
+PAGE_SIZE = 100
+BASE = (
+    "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.OperationalInsights"
+    "/workspaces/{ws}/providers/Microsoft.SecurityInsights"
+)
+BUCKETS = {"GET": "reads", "PUT": "writes", "DELETE": "deletes"}
+CLASSES = {"GET": "read", "PUT": "write", "DELETE": "delete"}
+WRITE_KINDS = frozenset(
+    {
+        "watchlist_put",
+        "raw_content_put",
+        "watchlist_delete",
+        "item_put",
+        "item_delete",
+        "rule_put",
+        "rule_delete",
+    }
+)
+
+
+@dataclass
+class RandomFailures:
+    """Fail a share of requests with 503 or a dropped connection, reproducibly."""
+
+    rate: float
+    seed: int = 0
+    kinds: tuple[str, ...] = ("503", "drop")
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def draw(self) -> Fault | None:
+        if self._rng.random() >= self.rate:
+            return None
+        kind = self._rng.choice(self.kinds)
+        return drop_connection() if kind == "drop" else arm_error(int(kind))
+
+
+class SentinelState:
+    """In-memory service state plus the fidelity switches (all off by default)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.workspaces: dict[str, Workspace] = {}
+        self.throttle = ArmThrottle()
+        self.faults = FaultQueue()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every workspace, switch and counter."""
+        with self.lock:
+            self.workspaces.clear()
+            self.tables: set[str] = set(DEFAULT_TABLES)
+            self.known_tables: set[str] = set()
+            self.change_limit = DEFAULT_CHANGE_LIMIT
+            self.latency = 0.0
+            self.random_failures: RandomFailures | None = None
+            self.write_cutoff: tuple[int, Fault] | None = None
+            self.enforce_etag = False
+            self.page_size = PAGE_SIZE
+            self.calls: Counter[str] = Counter()
+            self.applied: Counter[str] = Counter()
+            self.writes_seen = 0
+        self.throttle.reset()
+        self.faults.clear()
+
+    # Test-facing helpers.
+
+    def workspace(self, name: str) -> Workspace:
+        """The workspace called ``name``, created on first use."""
+        with self.lock:
+            key = name.lower()
+            if key not in self.workspaces:
+                self.workspaces[key] = Workspace(name, self.change_limit)
+            return self.workspaces[key]
+
+    def set_change_limit(self, limit: int) -> None:
+        with self.lock:
+            self.change_limit = limit
+            for workspace in self.workspaces.values():
+                workspace.change_limit = limit
+
+    def register_table(self, name: str, exists: bool = True) -> None:
+        """Make ``name`` a known table; ``exists`` says whether the workspace has it."""
+        with self.lock:
+            self.known_tables.add(name)
+            if exists:
+                self.tables.add(name)
+            else:
+                self.tables.discard(name)
+
+    def fail_writes_after(self, count: int, fault: Fault | None = None) -> None:
+        """Let ``count`` writes (PUT or DELETE) through, then give ``fault`` to each."""
+        with self.lock:
+            self.writes_seen = 0
+            self.write_cutoff = (count, fault or arm_error(503))
+
+    def items(self, workspace: str, alias: str) -> list[dict[str, str]]:
+        with self.lock:
+            record = self.workspace(workspace).watchlist(alias)
+            return [dict(item.values) for item in record.items.values()]
+
+    @property
+    def write_calls(self) -> int:
+        return sum(count for kind, count in self.calls.items() if kind in WRITE_KINDS)
+
+    def counters(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "calls": dict(self.calls),
+                "applied": dict(self.applied),
+                "write_calls": self.write_calls,
+                "changes": {ws.name: ws.changes for ws in self.workspaces.values()},
+                "items": {
+                    ws.name: {wl.alias: len(wl.items) for wl in ws.watchlists.values()}
+                    for ws in self.workspaces.values()
+                },
+                "rules": {ws.name: len(ws.rules) for ws in self.workspaces.values()},
+            }
+
+    # Gate steps.
+
+    def _pick_fault(self, kind: str, method: str) -> Fault | None:
+        mutation = method in ("PUT", "DELETE")
+        queued = self.faults.take(kind, CLASSES[method], "mutation" if mutation else "")
+        if queued is not None:
+            return queued
+        with self.lock:
+            if mutation and self.write_cutoff is not None:
+                self.writes_seen += 1
+                allowed, fault = self.write_cutoff
+                if self.writes_seen > allowed:
+                    return fault
+            if self.random_failures is not None:
+                return self.random_failures.draw()
+        return None
+
+
+def _throttle_headers(bucket: str, remaining: int) -> dict[str, str]:
+    return {f"x-ms-ratelimit-remaining-subscription-{bucket}": str(remaining)}
+
+
+def _base(request: Request) -> str:
+    params = request.path_params
+    return BASE.format(sub=params["sub"], rg=params["rg"], ws=params["ws"])
+
+
+def _page(request: Request, values: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    """One page of ``values`` and an absolute nextLink carrying $skipToken."""
+    token = request.query_params.get("$skipToken", "0")
+    start = int(token) if token.isdigit() else 0
+    page: dict[str, Any] = {"value": values[start : start + size]}
+    if start + size < len(values):
+        query = urlencode({"api-version": API_VERSION, "$skipToken": str(start + size)})
+        page["nextLink"] = str(request.url.replace(query=query))
+    return page
+
+
+Handler = Callable[[Request, Workspace], Response]
+
+
+async def _gate(
+    state: SentinelState, request: Request, kind: str, handler: Handler
+) -> Response:
+    method = request.method
+    bucket = BUCKETS[method]
+    with state.lock:
+        state.calls[kind] += 1
+
+    authorization = request.headers.get("authorization", "")
+    if not authorization.startswith("Bearer ") or not authorization[7:].strip():
+        return arm_error_response(
+            401,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing or invalid.",
+        )
+    version = request.query_params.get("api-version")
+    if version is None:
+        return arm_error_response(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
+    if version != API_VERSION:
+        return arm_error_response(
+            400,
+            "NoRegisteredProviderFound",
+            f"No registered resource provider found for API version '{version}'. "
+            f"The supported api-versions are '{API_VERSION}'.",
+        )
+
+    if state.latency > 0:
+        await asyncio.sleep(state.latency)
+    verdict = state.throttle.take(bucket)
+    headers = {} if verdict is None else _throttle_headers(bucket, verdict.remaining)
+    if verdict is not None and not verdict.allowed:
+        headers["Retry-After"] = str(verdict.retry_after)
+        return arm_error_response(
+            429,
+            "TooManyRequests",
+            f"Number of '{bucket}' requests for subscription exceeded the limit. "
+            f"Please try again after '{verdict.retry_after}' seconds.",
+            headers,
+        )
+
+    async def produce() -> Response:
+        workspace = state.workspace(request.path_params["ws"])
+        try:
+            with state.lock:
+                response = handler(request, workspace)
+        except WorkspaceError as error:
+            response = arm_error_response(error.status, error.code, error.message)
+        if response.status_code < 300:
+            with state.lock:
+                state.applied[kind] += 1
+        response.headers.update(headers)
+        return response
+
+    return await apply_fault(state._pick_fault(kind, method), produce)
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise WorkspaceError("The request body is not valid JSON.") from None
+    if not isinstance(document, dict):
+        raise WorkspaceError("The request body must be a JSON object.")
+    return document
+
+
+def _watchlist_put_kind(body: bytes) -> str:
+    """raw_content_put when the body carries rawContent, else watchlist_put."""
+    try:
+        properties = _parse(body).get("properties")
+    except WorkspaceError:
+        return "watchlist_put"
+    if isinstance(properties, dict) and "rawContent" in properties:
+        return "raw_content_put"
+    return "watchlist_put"
+
+
+def _put_watchlist(
+    request: Request, workspace: Workspace, body: dict[str, Any]
+) -> Response:
+    properties = body.get("properties")
+    if not isinstance(properties, dict):
+        raise WorkspaceError("The 'properties' object is required.")
+    record, created = workspace.put_watchlist(request.path_params["alias"], properties)
+    return JSONResponse(watchlist_json(_base(request), record), 201 if created else 200)
+
+
+def _put_item(request: Request, workspace: Workspace, body: dict[str, Any]) -> Response:
+    alias = request.path_params["alias"]
+    item, created = workspace.put_item(alias, request.path_params["item"], body)
+    return JSONResponse(item_json(_base(request), alias, item), 201 if created else 200)
+
+
+def _put_rule(
+    state: SentinelState, request: Request, workspace: Workspace, body: dict[str, Any]
+) -> Response:
+    rule_id = request.path_params["rule"]
+    stored = workspace.rules.get(rule_id.lower())
+    etag = body.get("etag")
+    if state.enforce_etag and stored is not None and etag and etag != stored["etag"]:
+        raise WorkspaceError(
+            "The etag does not match the rule's current etag.", 409, "Conflict"
+        )
+
+    properties = validate_scheduled_rule(body, state.tables, state.known_tables)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    new = {
+        "kind": "Scheduled",
+        "etag": f'"{uuid.uuid4()}"',
+        "properties": {**properties, "lastModifiedUtc": now},
+    }
+    workspace.rules[rule_id.lower()] = new
+    return JSONResponse(rule_json(_base(request), rule_id, new), 200 if stored else 201)
+
+
+def _get_rule(request: Request, workspace: Workspace) -> Response:
+    rule_id = request.path_params["rule"]
+    stored = workspace.rules.get(rule_id.lower())
+    if stored is None:
+        raise WorkspaceError(f"Alert rule '{rule_id}' not found.", 404, "NotFound")
+    return JSONResponse(rule_json(_base(request), rule_id, stored))
+
+
+def _deleted(removed: bool) -> Response:
+    return Response(status_code=200 if removed else 204)
+
+
+def sentinel_routes(state: SentinelState) -> list[Route]:
+    async def watchlists(request: Request) -> Response:
+        def listing(request: Request, workspace: Workspace) -> Response:
+            values = [
+                watchlist_json(_base(request), wl)
+                for wl in workspace.watchlists.values()
+            ]
+            return JSONResponse(_page(request, values, state.page_size))
+
+        return await _gate(state, request, "watchlist_list", listing)
+
+    async def watchlist(request: Request) -> Response:
+        alias = request.path_params["alias"]
+        if request.method == "GET":
+            return await _gate(
+                state,
+                request,
+                "watchlist_get",
+                lambda r, w: JSONResponse(watchlist_json(_base(r), w.watchlist(alias))),
+            )
+        if request.method == "DELETE":
+            return await _gate(
+                state,
+                request,
+                "watchlist_delete",
+                lambda r, w: _deleted(w.delete_watchlist(alias)),
+            )
+
+        body = await request.body()
+        kind = _watchlist_put_kind(body)
+        return await _gate(
+            state, request, kind, lambda r, w: _put_watchlist(r, w, _parse(body))
+        )
+
+    async def items(request: Request) -> Response:
+        alias = request.path_params["alias"]
+
+        def listing(request: Request, workspace: Workspace) -> Response:
+            record = workspace.watchlist(alias)
+            values = [
+                item_json(_base(request), record.alias, item)
+                for item in record.items.values()
+            ]
+            return JSONResponse(_page(request, values, state.page_size))
+
+        return await _gate(state, request, "item_list", listing)
+
+    async def item(request: Request) -> Response:
+        alias = request.path_params["alias"]
+        item_id = request.path_params["item"]
+        if request.method == "GET":
+            return await _gate(
+                state,
+                request,
+                "item_get",
+                lambda r, w: JSONResponse(
+                    item_json(_base(r), alias, w.item(alias, item_id))
+                ),
+            )
+        if request.method == "DELETE":
+            return await _gate(
+                state,
+                request,
+                "item_delete",
+                lambda r, w: _deleted(w.delete_item(alias, item_id)),
+            )
+
+        body = await request.body()
+        return await _gate(
+            state, request, "item_put", lambda r, w: _put_item(r, w, _parse(body))
+        )
+
+    async def rules(request: Request) -> Response:
+        def listing(request: Request, workspace: Workspace) -> Response:
+            values = [
+                rule_json(_base(request), rule_id, rule)
+                for rule_id, rule in workspace.rules.items()
+            ]
+            return JSONResponse(_page(request, values, state.page_size))
+
+        return await _gate(state, request, "rule_list", listing)
+
+    async def rule(request: Request) -> Response:
+        rule_id = request.path_params["rule"]
+        if request.method == "GET":
+            return await _gate(state, request, "rule_get", _get_rule)
+        if request.method == "DELETE":
+            return await _gate(
+                state,
+                request,
+                "rule_delete",
+                lambda r, w: _deleted(w.rules.pop(rule_id.lower(), None) is not None),
+            )
+
+        body = await request.body()
+        return await _gate(
+            state,
+            request,
+            "rule_put",
+            lambda r, w: _put_rule(state, r, w, _parse(body)),
+        )
+
+    methods = ["GET", "PUT", "DELETE"]
+    return [
+        Route(f"{BASE}/watchlists", watchlists, methods=["GET"]),
+        Route(f"{BASE}/watchlists/{{alias}}", watchlist, methods=methods),
+        Route(f"{BASE}/watchlists/{{alias}}/watchlistItems", items, methods=["GET"]),
+        Route(
+            f"{BASE}/watchlists/{{alias}}/watchlistItems/{{item}}",
+            item,
+            methods=methods,
+        ),
+        Route(f"{BASE}/alertRules", rules, methods=["GET"]),
+        Route(f"{BASE}/alertRules/{{rule}}", rule, methods=methods),
+    ]
