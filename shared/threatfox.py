@@ -233,6 +233,8 @@ def send(
     httpx.Response
         The response, body read.
     """
+    cause: Exception
+    failure: Exception
     try:
         return client.send(request)
     except (
@@ -243,10 +245,14 @@ def send(
         message = (
             f"request could not be sent ({type(exc).__name__}): {_scrub(exc, redact)}"
         )
-        raise ThreatFoxRequestError(message) from _cause(exc, redact)
+        failure, cause = ThreatFoxRequestError(message), exc
     except (httpx.TransportError, httpx.DecodingError) as exc:
         reason = f"{type(exc).__name__}: {_scrub(exc, redact)}"
-        raise TransientFailure(reason) from _cause(exc, redact)
+        failure, cause = TransientFailure(reason), exc
+
+    # Raised outside the handlers so that, when the URL is a secret, the httpx
+    # exception (which holds the request and its URL) is not even the context.
+    raise failure from _cause(cause, redact)
 
 
 def _cause(exc: Exception, redact: Callable[[str], str] | None) -> Exception | None:
