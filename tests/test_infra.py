@@ -40,20 +40,21 @@ LOCAL_ONLY_SETTINGS = {"SENTINEL_STATIC_TOKEN", "AzureWebJobsStorage"}
 TEMPLATE_SETTINGS = {"THREATFOX_AUTH_KEY", "AzureWebJobsStorage__blobServiceUri"}
 
 
+# Parsed templates are nested dicts of unknown shape: typed Any, checked by the asserts.
 @functools.cache
-def _parsed(path: Path) -> dict[str, Any]:
+def _parsed(path: Path) -> Any:
     return BicepParser().parse(file_path=path)
 
 
-def _main() -> dict[str, Any]:
+def _main() -> Any:
     return _parsed(MAIN)
 
 
-def _resource(name: str, template: Path = MAIN) -> dict[str, Any]:
+def _resource(name: str, template: Path = MAIN) -> Any:
     return _parsed(template)["resources"][name]
 
 
-def _config(name: str, template: Path = MAIN) -> dict[str, Any]:
+def _config(name: str, template: Path = MAIN) -> Any:
     return _resource(name, template)["config"]
 
 
