@@ -13,8 +13,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -44,6 +43,7 @@ BASE = (
     "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.OperationalInsights"
     "/workspaces/{ws}/providers/Microsoft.SecurityInsights"
 )
+T = TypeVar("T")
 BUCKETS = {"GET": "reads", "PUT": "writes", "DELETE": "deletes"}
 
 
@@ -56,15 +56,20 @@ def _base(request: Request) -> str:
     return BASE.format(sub=params["sub"], rg=params["rg"], ws=params["ws"])
 
 
-def _page(request: Request, values: list[dict[str, Any]], size: int) -> dict[str, Any]:
-    """One page of ``values`` and an absolute nextLink carrying $skipToken."""
+def _page(
+    request: Request, records: list[T], size: int, shape: Callable[[T], dict[str, Any]]
+) -> JSONResponse:
+    """One page of ``records`` (shaped only for that page) and an absolute nextLink."""
     token = request.query_params.get("$skipToken", "0")
     start = int(token) if token.isdigit() else 0
-    page: dict[str, Any] = {"value": values[start : start + size]}
-    if start + size < len(values):
-        query = urlencode({"api-version": API_VERSION, "$skipToken": str(start + size)})
+    page: dict[str, Any] = {
+        "value": [shape(one) for one in records[start : start + size]]
+    }
+    if start + size < len(records):
+        # ARM writes the token parameter with a literal "$".
+        query = f"api-version={API_VERSION}&$skipToken={start + size}"
         page["nextLink"] = str(request.url.replace(query=query))
-    return page
+    return JSONResponse(page)
 
 
 Handler = Callable[[Request, Workspace], Response]
@@ -204,11 +209,11 @@ def _deleted(removed: bool) -> Response:
 def sentinel_routes(state: SentinelState) -> list[Route]:
     async def watchlists(request: Request) -> Response:
         def listing(request: Request, workspace: Workspace) -> Response:
-            values = [
-                watchlist_json(_base(request), wl)
-                for wl in workspace.watchlists.values()
-            ]
-            return JSONResponse(_page(request, values, state.page_size))
+            base = _base(request)
+            records = list(workspace.watchlists.values())
+            return _page(
+                request, records, state.page_size, lambda wl: watchlist_json(base, wl)
+            )
 
         return await _gate(state, request, "watchlist_list", listing)
 
@@ -240,11 +245,14 @@ def sentinel_routes(state: SentinelState) -> list[Route]:
 
         def listing(request: Request, workspace: Workspace) -> Response:
             record = workspace.watchlist(alias)
-            values = [
-                item_json(_base(request), record.alias, item)
-                for item in record.items.values()
-            ]
-            return JSONResponse(_page(request, values, state.page_size))
+            base = _base(request)
+            records = list(record.items.values())
+            return _page(
+                request,
+                records,
+                state.page_size,
+                lambda item: item_json(base, record.alias, item),
+            )
 
         return await _gate(state, request, "item_list", listing)
 
@@ -275,11 +283,14 @@ def sentinel_routes(state: SentinelState) -> list[Route]:
 
     async def rules(request: Request) -> Response:
         def listing(request: Request, workspace: Workspace) -> Response:
-            values = [
-                rule_json(_base(request), rule_id, rule)
-                for rule_id, rule in workspace.rules.items()
-            ]
-            return JSONResponse(_page(request, values, state.page_size))
+            base = _base(request)
+            records = list(workspace.rules.items())
+            return _page(
+                request,
+                records,
+                state.page_size,
+                lambda pair: rule_json(base, pair[0], pair[1]),
+            )
 
         return await _gate(state, request, "rule_list", listing)
 
