@@ -18,7 +18,7 @@ targetScope = 'resourceGroup'
 // Deployment parameters
 // ---------------------------------------------------------------------------------------------
 
-@description('Short name used in every resource name.')
+@description('Short name used in every resource name: lower-case letters, digits and hyphens, starting with a letter.')
 @minLength(2)
 @maxLength(12)
 param appName string = 'tfsync'
@@ -203,7 +203,7 @@ param stateContainer string = 'threatfox-sync'
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, location))
 var functionAppName = 'func-${appName}-${resourceToken}'
 var planName = 'plan-${appName}-${resourceToken}'
-var storageAccountName = take('st${replace(appName, '-', '')}${resourceToken}', 24)
+var storageAccountName = take(toLower('st${replace(appName, '-', '')}${resourceToken}'), 24)
 var keyVaultName = take('kv-${appName}-${resourceToken}', 24)
 var appInsightsName = 'appi-${appName}-${resourceToken}'
 var logAnalyticsName = 'log-${appName}-${resourceToken}'
