@@ -164,8 +164,12 @@ def refang(value: str) -> str:
             previous = value
             for defanged, plain in _DEFANGS:
                 value = value.replace(defanged, plain)
-    if value[:4] in _HXXP and (value[4:7] == "://" or value[4:8] in _S_SCHEME_END):
-        value = "htt" + value[3:]
+    if value[:4] in _HXXP:
+        rest = value[4:]
+        if rest[:3] == "://":
+            value = "http" + rest
+        elif rest[:4] in _S_SCHEME_END:
+            value = "https" + rest[1:]
     return value
 
 
