@@ -104,25 +104,39 @@ def watchlist_function(columns: Sequence[str] = _WATCHLIST_COLUMNS) -> dict[str,
     }
 
 
+def _schema(
+    tables: Mapping[str, str] | None, functions: Sequence[Mapping[str, str]] | None
+) -> dict[str, Any]:
+    return {
+        "tables": dict(TABLES if tables is None else tables),
+        "functions": list([watchlist_function()] if functions is None else functions),
+    }
+
+
 def diagnose_kql(
     queries: Mapping[str, str],
     *,
     tables: Mapping[str, str] | None = None,
     functions: Sequence[Mapping[str, str]] | None = None,
+    functions_for: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
     lint: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Return every diagnostic (all severities) per query name, as dicts."""
+    """Return every diagnostic (all severities) per query name, as dicts.
+
+    ``functions_for`` gives some queries their own function declarations (for
+    example ``[watchlist_function(())]``), still in the same Node process.
+    """
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("node is required to run the Kusto parser")
+    own = functions_for or {}
     request = {
-        "queries": [{"name": name, "text": text} for name, text in queries.items()],
-        "schema": {
-            "tables": dict(TABLES if tables is None else tables),
-            "functions": list(
-                [watchlist_function()] if functions is None else functions
-            ),
-        },
+        "queries": [
+            {"name": name, "text": text}
+            | ({"schema": _schema(tables, own[name])} if name in own else {})
+            for name, text in queries.items()
+        ],
+        "schema": _schema(tables, functions),
         "lint": lint,
     }
     completed = subprocess.run(
@@ -144,13 +158,16 @@ def check_kql(
     *,
     tables: Mapping[str, str] | None = None,
     functions: Sequence[Mapping[str, str]] | None = None,
+    functions_for: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
 ) -> dict[str, list[str]]:
     """Return the errors (syntax and semantic) per query name; [] means clean.
 
     Each error reads ``"KS142 <message> near '<excerpt>'"`` so a failing
     assertion shows where the problem is.
     """
-    results = diagnose_kql(queries, tables=tables, functions=functions)
+    results = diagnose_kql(
+        queries, tables=tables, functions=functions, functions_for=functions_for
+    )
     return {
         name: [
             f"{d['code']} {d['message']} near {d['excerpt']!r}"

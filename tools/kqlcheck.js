@@ -2,12 +2,14 @@
 // Check KQL queries with Microsoft's Kusto parser (@kusto/language-service-next).
 //
 // Reads one JSON document on stdin:
-//   {"queries": [{"name": "...", "text": "..."}],
+//   {"queries": [{"name": "...", "text": "...", "schema": {...}}],  (schema optional)
 //    "schema": {"database": "db",                       (optional)
 //               "tables": {"T": "(Col:type, ...)"},
 //               "functions": [{"name": "F", "parameters": "(a:string)",
 //                              "body": "{ datatable(X:string)[] }"}]},
 //    "lint": false}                                      (optional: add analyzer hints)
+// A query's own "schema" replaces the shared one for that query (for example a
+// _GetWatchlist without columns, as the service has for a missing watchlist),
 // and prints {"results": {"<name>": [{"severity", "code", "message", "start",
 // "length", "excerpt"}]}} on stdout. Syntax and binding diagnostics always; the
 // analyzer's lint diagnostics (for example KS508, join without a kind) when
@@ -91,9 +93,10 @@ function check(Kusto, globals, text, lint) {
 function main() {
   const request = JSON.parse(readStdin());
   const Kusto = loadKusto();
-  const globals = buildGlobals(Kusto, request.schema || {});
+  const shared = buildGlobals(Kusto, request.schema || {});
   const results = {};
   for (const query of request.queries || []) {
+    const globals = query.schema ? buildGlobals(Kusto, query.schema) : shared;
     results[query.name] = check(Kusto, globals, query.text, Boolean(request.lint));
   }
   process.stdout.write(JSON.stringify({ results }));
