@@ -372,8 +372,8 @@ def retry_transient(
     except TransientFailure as failure:
         elapsed = policy.clock() - started
         message = (
-            f"{target} is unavailable after {attempts} attempt(s) over {elapsed:.0f} s; "
-            f"last failure: {failure.reason}"
+            f"{target} is unavailable after {attempts} attempt(s) "
+            f"over {elapsed:.0f} s; last failure: {failure.reason}"
         )
         raise ThreatFoxUnavailableError(message) from failure
     return value, attempts
@@ -382,7 +382,8 @@ def retry_transient(
 def _check_days(days: object) -> int:
     # bool is an int subclass; True would be sent as the JSON literal true.
     if isinstance(days, bool) or not isinstance(days, int):
-        message = f"days must be an integer {MIN_DAYS}-{MAX_DAYS}, not a {type(days).__name__}"
+        kind = type(days).__name__
+        message = f"days must be an integer {MIN_DAYS}-{MAX_DAYS}, not a {kind}"
         raise ThreatFoxRequestError(message)
     if not MIN_DAYS <= days <= MAX_DAYS:
         message = f"days must be an integer {MIN_DAYS}-{MAX_DAYS}, not {days}"
@@ -393,7 +394,10 @@ def _check_days(days: object) -> int:
 def _check_auth_key(auth_key: str) -> None:
     # An empty or non-ASCII key cannot work; httpx's own error could quote it.
     if not auth_key.strip() or not auth_key.isascii() or not auth_key.isprintable():
-        message = f"the Auth-Key is empty or not printable ASCII; check the {AUTH_KEY_SETTING} setting"
+        message = (
+            "the Auth-Key is empty or not printable ASCII; "
+            f"check the {AUTH_KEY_SETTING} setting"
+        )
         raise ThreatFoxAuthError(message)
 
 
@@ -421,12 +425,17 @@ def _read_envelope(payload: dict[str, Any], days: int, attempts: int) -> FeedRes
     status = payload.get("query_status")
     data = payload.get("data")
     if not isinstance(status, str):
-        message = f"ThreatFox answered without a query_status string (got {type(status).__name__})"
+        kind = type(status).__name__
+        message = f"ThreatFox answered without a query_status string (got {kind})"
         raise ThreatFoxError(message)
 
     if status == "ok":
         if not isinstance(data, list):
-            message = f"ThreatFox answered query_status 'ok' with data of type {type(data).__name__}, expected a list"
+            kind = type(data).__name__
+            message = (
+                "ThreatFox answered query_status 'ok' with data of type "
+                f"{kind}, expected a list"
+            )
             raise ThreatFoxError(message)
         return FeedResult(status="ok", records=data, attempts=attempts, days=days)
 
@@ -442,12 +451,18 @@ def _read_envelope(payload: dict[str, Any], days: int, attempts: int) -> FeedRes
 
     parameter = CALLER_ERROR_PARAMETERS.get(status)
     if parameter is not None:
-        message = f"ThreatFox rejected our request (query_status {status!r}): parameter {parameter}"
+        message = (
+            f"ThreatFox rejected our request (query_status {status!r}): "
+            f"parameter {parameter}"
+        )
         if parameter == "days":
             message += f" was {days}"
         raise ThreatFoxRequestError(message, query_status=status)
 
-    message = f"ThreatFox answered an unknown query_status {_quote(status)}; not read as an empty feed"
+    message = (
+        f"ThreatFox answered an unknown query_status {_quote(status)}; "
+        "not read as an empty feed"
+    )
     raise ThreatFoxError(message)
 
 
