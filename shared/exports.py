@@ -13,7 +13,8 @@ Unreadable files raise ``ThreatFoxError``: a zip without exactly one ``.csv`` or
 a CSV with data but no header line, a JSON top level that is not an object.
 Readable but suspicious files come back with ``complete=False`` and the reasons in
 ``problems``: the CSV trailer ``# Number of entries: N`` missing or disagreeing with
-the rows read, malformed rows, a zip cut short (the rows before the cut are read
+the rows read, CSV rows of the wrong width or JSON entries that are not
+objects, a zip cut short (the rows before the cut are read
 from its first member), a JSON body cut short (the entries before the cut are
 kept). A caller must not reconcile removals against an incomplete export.
 
@@ -406,9 +407,13 @@ def _parse_json(text: str, problems: list[str]) -> ExportResult:
         problems.append(
             f"JSON body is cut off or malformed; {len(entries)} entries read before it"
         )
-    return ExportResult(
-        _json_records(entries), None, not problems, "json", tuple(problems)
-    )
+    records = _json_records(entries)
+
+    # Like a CSV row of the wrong width, a non-object entry makes the file suspect.
+    strays = sum(1 for record in records if not isinstance(record, dict))
+    if strays:
+        problems.append(f"{strays} JSON entries are not objects")
+    return ExportResult(records, None, not problems, "json", tuple(problems))
 
 
 def parse_export(content: bytes) -> ExportResult:

@@ -324,6 +324,8 @@ def test_json_elements_that_are_not_objects_are_passed_on_and_bare_objects_read(
     assert (result.records[1]["id"], result.records[1]["ioc"]) == ("1", "a.example")
     assert (result.records[2]["id"], result.records[2]["ioc"]) == ("2", "b.example")
     assert result.records[3] == 7
+    assert result.complete is False
+    assert result.problems == ("2 JSON entries are not objects",)
 
 
 def test_json_tags_as_a_list_and_string_numbers_are_accepted():
