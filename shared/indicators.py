@@ -66,18 +66,16 @@ def _union(groups: Iterable[Iterable[str]]) -> tuple[str, ...]:
 
 
 def _merge(records: list[Indicator]) -> Indicator:
-    first = min(records, key=lambda indicator: indicator.first_seen)
-    references = [
-        r.reference for r in sorted(records, key=lambda r: r.first_seen) if r.reference
-    ]
+    ordered = sorted(records, key=lambda indicator: indicator.first_seen)
+    references = [r.reference for r in ordered if r.reference]
     return replace(
-        first,
-        threatfox_id=_oldest_id(r.threatfox_id for r in records),
-        confidence_level=max(r.confidence_level for r in records),
-        malware_printable=" / ".join(_union([r.malware_printable] for r in records)),
-        malware=",".join(_union([r.malware] for r in records)),
-        malware_alias=_union(r.malware_alias for r in records),
-        tags=_union(r.tags for r in records),
+        ordered[0],
+        threatfox_id=_oldest_id(r.threatfox_id for r in ordered),
+        confidence_level=max(r.confidence_level for r in ordered),
+        malware_printable=" / ".join(_union([r.malware_printable] for r in ordered)),
+        malware=",".join(_union([r.malware] for r in ordered)),
+        malware_alias=_union(r.malware_alias for r in ordered),
+        tags=_union(r.tags for r in ordered),
         reference=references[0] if references else None,
     )
 

@@ -20,6 +20,7 @@ from shared.errors import ConfigError
 
 __all__ = [
     "KINDS",
+    "offline_settings",
     "SETTINGS",
     "Setting",
     "Settings",
@@ -503,3 +504,22 @@ def _check_rule_schedule(settings: Settings) -> None:
             "Setting RULE_QUERY_FREQUENCY must be at least PT1H when RULE_QUERY_PERIOD is 2 days or more.",
             setting="RULE_QUERY_FREQUENCY",
         )
+
+
+# Placeholders for commands that never call ThreatFox or Sentinel (export, hunt
+# packs from a file): those must work without a key or a workspace.
+_OFFLINE_PLACEHOLDERS = {
+    "THREATFOX_AUTH_KEY": "offline-no-key-needed",
+    "SENTINEL_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
+    "SENTINEL_RESOURCE_GROUP": "offline",
+    "SENTINEL_WORKSPACE_NAME": "offline",
+}
+
+
+def offline_settings(mapping: Mapping[str, str]) -> Settings:
+    """Build settings for offline commands: key and workspace may be absent."""
+    filled = dict(mapping)
+    for name, placeholder in _OFFLINE_PLACEHOLDERS.items():
+        if not filled.get(name, "").strip():
+            filled[name] = placeholder
+    return Settings.from_mapping(filled)
