@@ -10,13 +10,12 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
+import function_app
 from shared.errors import SyncError
 from shared.settings import Settings
 from shared.state import StateStore
 from standin.faults import auth_failure
 from tests.conftest import AUTH_KEY, SAMPLE_FEED, WORKSPACE, settings_mapping
-
-import function_app
 
 # app.get_functions() may be called once per app (a second call raises).
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
