@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from shared.huntpack_lookalikes import find_lookalikes
+from shared.huntpack_markdown import cell, code_span, defang, fenced
 from shared.huntpack_queries import TABLES, hunting_queries
 from shared.indicators import Indicator
 from shared.settings import Settings
@@ -115,59 +116,6 @@ def _unknown_family(name: str, indicators: Sequence[Indicator]) -> ValueError:
     return ValueError(f"no indicator of malware family {name!r}; {hint}")
 
 
-def _dotted(host: str) -> str:
-    return host.replace(".", "[.]")
-
-
-def defang(indicator: Indicator) -> str:
-    """Write the indicator's value so it cannot be clicked or resolved by accident.
-
-    IPs and domains get ``[.]`` (IPv6 ``[:]``), URLs ``hxxp``/``hxxps`` and a
-    defanged host; hashes are unchanged.
-    """
-    if indicator.kind == "ip":
-        if ":" in indicator.ioc:
-            address = "[" + indicator.ioc.replace(":", "[:]") + "]"
-        else:
-            address = _dotted(indicator.ioc)
-        return f"{address}:{indicator.port}" if indicator.port else address
-    if indicator.kind == "domain":
-        return _dotted(indicator.ioc)
-    if indicator.kind == "url":
-        scheme, _, rest = indicator.ioc.partition("://")
-        authority, slash, path = rest.partition("/")
-        authority = authority.replace(".", "[.]").replace(":", "[:]")
-        return scheme.replace("t", "x", 2) + "://" + authority + slash + path
-    return indicator.ioc
-
-
-def _cell(text: str) -> str:
-    """Make text safe inside a Markdown table cell: visible controls, escaped pipes."""
-    visible = "".join(
-        char if char.isprintable() else f"\\u{ord(char):04x}" for char in text
-    )
-    return visible.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
-
-
-def _code_cell(text: str) -> str:
-    # Inside a code span a backslash is literal, so only the pipe is escaped,
-    # and the fence is longer than any run of backticks in the value.
-    visible = "".join(
-        char if char.isprintable() else f"\\u{ord(char):04x}" for char in text
-    )
-    runs = [len(run) for run in re.findall(r"`+", visible)]
-    fence = "`" * (max(runs, default=0) + 1)
-    pad = " " if visible.startswith("`") or visible.endswith("`") else ""
-    escaped = visible.replace("|", "\\|")
-    return f"{fence}{pad}{escaped}{pad}{fence}"
-
-
-def _fenced(text: str, info: str) -> str:
-    runs = [len(run) for run in re.findall(r"`+", text)]
-    fence = "`" * max(3, max(runs, default=0) + 1)
-    return f"{fence}{info}\n{text}\n{fence}"
-
-
 def _time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -211,8 +159,8 @@ def _summary(name: str, indicators: Sequence[Indicator]) -> list[str]:
     threat_types = Counter(i.threat_type for i in indicators)
     confidences = [i.confidence_level for i in indicators]
     low, high = min(confidences), max(confidences)
-    family = _cell(name) + " (Malpedia " + ", ".join(_code_cell(m) for m in ids)
-    family += ("; aliases " + ", ".join(_cell(a) for a in aliases)) if aliases else ""
+    family = cell(name) + " (Malpedia " + ", ".join(code_span(m) for m in ids)
+    family += ("; aliases " + ", ".join(cell(a) for a in aliases)) if aliases else ""
     return [
         "## IOC summary",
         "",
@@ -224,7 +172,7 @@ def _summary(name: str, indicators: Sequence[Indicator]) -> list[str]:
         f"| First seen | earliest {_time(min(i.first_seen for i in indicators))}, "
         f"latest {_time(max(i.first_seen for i in indicators))} |",
         "| Threat types | "
-        + ", ".join(f"{_cell(t)} ({n})" for t, n in sorted(threat_types.items()))
+        + ", ".join(f"{cell(t)} ({n})" for t, n in sorted(threat_types.items()))
         + " |",
         f"| Confidence | {low}" + ("" if low == high else f" to {high}") + " |",
     ]
@@ -240,7 +188,7 @@ def _tactics(indicators: Sequence[Indicator]) -> list[str]:
     for threat_type in sorted({i.threat_type for i in indicators}):
         tactic = TACTICS.get(threat_type)
         if tactic is None:
-            lines.append(f"| {_cell(threat_type)} | not mapped | unknown threat type |")
+            lines.append(f"| {cell(threat_type)} | not mapped | unknown threat type |")
         else:
             name, tactic_id, why = tactic
             lines.append(f"| {threat_type} | {name} ({tactic_id}) | {why} |")
@@ -258,7 +206,7 @@ def _indicator_table(indicators: Sequence[Indicator]) -> list[str]:
     ]
     for i in indicators:
         lines.append(
-            f"| {_cell(i.ioc_type)} | {_code_cell(defang(i))} | {_cell(i.threat_type)} "
+            f"| {cell(i.ioc_type)} | {code_span(defang(i))} | {cell(i.threat_type)} "
             f"| {_time(i.first_seen)} | {i.confidence_level} |"
         )
     return lines
@@ -276,15 +224,15 @@ def _introduction(name: str, settings: Settings, lookback: timedelta) -> list[st
     return [
         "## What the rules detect, and why hunt",
         "",
-        f"The analytics rules `{_cell(prefix)} - indicator seen in <table>` match the "
-        f"`{_cell(prefix)}` watchlists against firewall and proxy logs, Defender for "
+        f"The analytics rules `{cell(prefix)} - indicator seen in <table>` match the "
+        f"`{cell(prefix)}` watchlists against firewall and proxy logs, Defender for "
         "Endpoint network events and DNS server logs: an IP with its port in either "
         "direction, a domain or any of its subdomains as a host name, URL host or "
         "DNS query, a URL in canonical form, and an IP in a DNS answer. Each rule run "
         "reads only rows ingested since the previous run, so it never looks at "
         "traffic from before an indicator reached the watchlist.",
         "",
-        f"That earlier traffic is what this hunt is for: {_cell(name)} infrastructure "
+        f"That earlier traffic is what this hunt is for: {cell(name)} infrastructure "
         "is usually active for days before it is reported. The queries below apply "
         f"the rules' matching to the last {_span_text(lookback)} of logs (an "
         "indicator stops matching after its ValidUntil). Any hit is a host to "
@@ -321,7 +269,7 @@ def _query_sets(
         if not queries:
             lines += ["None: no IP, domain or URL indicator to match.", ""]
         for table, query in queries.items():
-            lines += [f"#### {table}", "", _fenced(query, "kql"), ""]
+            lines += [f"#### {table}", "", fenced(query, "kql"), ""]
     hashes = [i for i in indicators if i.kind == "hash"]
     if hashes:
         lines += [
@@ -364,8 +312,8 @@ def _lookalikes(
             "file-sharing provider, and no IP carries a cloud provider tag.",
         ]
     for entry in entries:
-        lines += [f"### {_cell(entry.title)}", "", entry.explanation, ""]
-        lines += [_fenced(entry.query, "kql"), ""]
+        lines += [f"### {entry.title}", "", entry.explanation, ""]
+        lines += [fenced(entry.query, "kql"), ""]
     return lines[:-1]
 
 
@@ -403,7 +351,7 @@ def build_pack(
     name = _printable_for(chosen[0], family)
     sections = [
         [
-            f"# Hunt pack: {_cell(name)}",
+            f"# Hunt pack: {cell(name)}",
             "",
             f"Generated {_time(generated_at)} from abuse.ch ThreatFox indicators "
             "synced to Microsoft Sentinel.",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.huntpack_queries import kql_timespan
+from shared.huntpack_markdown import code_span, defang_host
 from shared.indicators import Indicator
 from shared.kql_literals import kql_datetime_literal, kql_string_literal
 from shared.settings import Settings
@@ -42,7 +43,11 @@ _CATEGORY_TEXT = {
 
 @dataclass(frozen=True)
 class Lookalike:
-    """One look-alike: a title, why it looks similar, and the KQL exclusion."""
+    """One look-alike: a title, why it looks similar, and the KQL exclusion.
+
+    ``title`` and ``explanation`` are Markdown, with every value already made
+    safe by ``shared.huntpack_markdown``.
+    """
 
     title: str
     explanation: str
@@ -104,15 +109,16 @@ def _zone_entry(
             "| summarize Queries = count(), Clients = dcount(ClientIP) by Host",
         ]
     )
-    listed = ", ".join(f"`{h}`" for h in hosts)
+    listed = ", ".join(code_span(defang_host(h)) for h in hosts)
+    shown = defang_host(zone)
     explanation = (
-        f"{listed} {'is' if len(hosts) == 1 else 'are'} under `{zone}`, a "
+        f"{listed} {'is' if len(hosts) == 1 else 'are'} under {code_span(shown)}, a "
         f"{_CATEGORY_TEXT[category]} ({provider}). Anyone can register a name there, so "
-        f"other names under `{zone}` are unrelated customers (home servers, game "
+        f"other names under {code_span(shown)} are unrelated customers (home servers, game "
         "servers, test sites): do not widen the hunt to the provider's zone, and "
         "keep only the indicator's own names when a search reaches the zone."
     )
-    return Lookalike(f"{zone} ({provider})", explanation, query)
+    return Lookalike(f"{code_span(shown)} ({provider})", explanation, query)
 
 
 def _cloud_entry(
@@ -145,14 +151,17 @@ def _cloud_entry(
     )
     on_ports = f" on port{'s' if len(ports) > 1 else ''} {port_list}" if ports else ""
     explanation = (
-        f"`{address}` is tagged `{tag}`: {provider} address space. Cloud addresses "
+        f"{code_span(defang_host(address))} is tagged {code_span(tag)}: {provider} address space. Cloud "
+        "addresses "
         "are shared and handed to new tenants within days, so traffic to this "
         "address long before or after the report, or on other ports, is likely a "
         f"different customer's service. The indicator is listed{on_ports} from "
         f"{start:%Y-%m-%d} (a week before the first report) to {end:%Y-%m-%d} "
         "(its ValidUntil)."
     )
-    return Lookalike(f"{address} ({provider})", explanation, query)
+    return Lookalike(
+        f"{code_span(defang_host(address))} ({provider})", explanation, query
+    )
 
 
 def _file_sharing_entry(
@@ -172,12 +181,15 @@ def _file_sharing_entry(
         ]
     )
     explanation = (
-        f"The URL is on `{host}` ({provider}), a file-sharing site used by many "
+        f"The URL is on {code_span(defang_host(host))} ({provider}), a file-sharing site used by "
+        "many "
         "people in most organisations. Only the listed path is the indicator; "
         "other downloads from the same host are ordinary use, so never hunt or "
         "block on the host alone."
     )
-    return Lookalike(f"{host} ({provider}, file sharing)", explanation, query)
+    return Lookalike(
+        f"{code_span(defang_host(host))} ({provider}, file sharing)", explanation, query
+    )
 
 
 def _zone_entries(indicators: Sequence[Indicator], lookback: str) -> list[Lookalike]:

@@ -353,14 +353,15 @@ def _query(
     lookback: timedelta,
 ) -> str:
     events, hits = _BODIES[info.table]
-    title = ", ".join(families)
+    # Data never enters a comment raw: a newline would end the comment.
+    title = ", ".join(kql_string_literal(name) for name in families)
     origin = (
         "the product's watchlists"
         if source == "watchlist"
         else "the values inlined below"
     )
     parts = [
-        f"// {title}: ThreatFox indicators in {info.table}, read from {origin}.",
+        f"// ThreatFox indicators of {title} in {info.table}, from {origin}.",
         f"let lookback = {kql_timespan(lookback)};",
     ]
     if "ip" in kinds:
