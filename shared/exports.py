@@ -40,10 +40,11 @@ from typing import Any
 import httpx
 
 from shared.errors import ThreatFoxError
-from shared.threatfox import (
+from shared.http_retry import (
     RetryPolicy,
     TransientFailure,
     check_status,
+    content_type,
     retry_transient,
     send,
 )
@@ -469,13 +470,13 @@ def _download(client: httpx.Client, url: str, target: str) -> bytes:
 
     # A proxy's HTML page or an empty 200 is a fault, never an empty export.
     body = response.content
-    content_type = response.headers.get("content-type", "none")
+    received = content_type(response)
     if not body.strip():
         raise TransientFailure(f"HTTP {response.status_code} with an empty body")
     if body.lstrip()[:1] == b"<":
         reason = (
             f"HTTP {response.status_code} with an HTML body "
-            f"(content type {content_type})"
+            f"(content type {received})"
         )
         raise TransientFailure(reason)
     return body

@@ -12,13 +12,8 @@ from shared.errors import (
     ThreatFoxRequestError,
     ThreatFoxUnavailableError,
 )
-from shared.threatfox import (
-    CALLER_ERROR_PARAMETERS,
-    FeedResult,
-    RetryPolicy,
-    ThreatFoxClient,
-    parse_retry_after,
-)
+from shared.http_retry import RetryPolicy, parse_retry_after
+from shared.threatfox import CALLER_ERROR_PARAMETERS, FeedResult, ThreatFoxClient
 
 API_URL = "https://threatfox.test/api/v1/"
 AUTH_KEY = "k3y-SECRET-0123456789abcdef"
