@@ -164,6 +164,15 @@ def _live_ids(
     return ids
 
 
+def _feed_ids(records: list[object]) -> frozenset[str]:
+    """ThreatFox ids of the raw feed records (any record, kept or not)."""
+    return frozenset(
+        str(record["id"])
+        for record in records
+        if isinstance(record, dict) and record.get("id") is not None
+    )
+
+
 def _unwanted_verdict(filters: Filters, live_ids: frozenset[str] | None) -> RowVerdict:
     """Build the check that says why an existing row must go (or None)."""
 
@@ -308,9 +317,7 @@ def _sync_workspace(
         ws_report.changes_this_month = spent
         if not options.dry_run:
             for plan in plans:
-                done = _apply(client, plan, ws_report.watchlists[plan.spec.alias])
-                ws_report.changes_this_month += done
-                _record_changes(store, state, workspace, now, done)
+                _apply_and_count(client, plan, ws_report, store, state, now)
 
         manage_rules = (
             settings.rules_enabled
@@ -327,17 +334,38 @@ def _sync_workspace(
     return ws_report
 
 
+def _apply_and_count(
+    client: SentinelClient,
+    plan: WatchlistPlan,
+    ws_report: WorkspaceReport,
+    store: StateStore | None,
+    state: SyncState,
+    now: datetime,
+) -> None:
+    """Apply one plan and count its changes, even those made before a failure."""
+    report = ws_report.watchlists[plan.spec.alias]
+    try:
+        _apply(client, plan, report)
+    finally:
+        # The report is updated after each accepted call, so it holds exactly
+        # what the service did before an error stopped the run.
+        done = report.added + sum(report.deleted.values())
+        ws_report.changes_this_month += done
+        _record_changes(store, state, ws_report.workspace, now, done)
+
+
 def _record_changes(
     store: StateStore | None,
     state: SyncState,
-    workspace: WorkspaceRef,
+    label: str,
     now: datetime,
     done: int,
 ) -> None:
-    # Counted after every watchlist, so a crash loses at most one watchlist's count.
-    state.add_changes(workspace.label, now, done)
+    # Counted after every watchlist (and after a failed one), so only a killed
+    # process loses a count: at most one watchlist's changes.
+    state.add_changes(label, now, done)
     if store is not None and done:
-        store.update(lambda stored: stored.add_changes(workspace.label, now, done))
+        store.update(lambda stored: stored.add_changes(label, now, done))
 
 
 def _warn_deferred(ws_report: WorkspaceReport) -> None:
@@ -409,7 +437,12 @@ def _run(
             indicators=prepare_indicators(records, filters, report.indicators)
         )
         if _reconciliation_due(settings, options, state, now):
-            candidates.live_ids = _live_ids(settings, options, report)
+            exported = _live_ids(settings, options, report)
+            if exported is not None:
+                # The export file lags the API: an IOC the feed lists right now is
+                # live even if the last export predates it. Without this, each
+                # reconciliation deleted and re-added such rows (two wasted changes).
+                candidates.live_ids = exported | _feed_ids(records)
     except SyncError as error:
         report.status, report.error = "failed", settings.redact(str(error))
         logger.error("Sync stopped before any write: %s", report.error)
