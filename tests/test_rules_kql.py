@@ -1,10 +1,10 @@
 """Execute each rule's KQL with duckdb-kql over the log corpus in tests/data/logs.
 
-The watchlist rows are the ones written into the Sentinel stand-in through
-SentinelClient.upload_rows (rendered by shared.watchlists, as the sync does)
-and read back with SentinelClient.list_items; _GetWatchlist is bound to them.
-TODO(#5): once shared/sync.py is committed, write them by running the sync
-against the stand-in's ThreatFox feed instead of uploading rendered rows.
+The watchlist rows are the ones the sync wrote: the indicators below are served
+as ThreatFox records by the stand-in, ``run_sync`` writes them into its Sentinel
+workspace, and SentinelClient.list_items reads them back; _GetWatchlist is bound
+to them. The sync runs "as of" 2025-01-02 so that the rows meant to be expired
+at event time (one in 2025, one an hour before the events) are still written.
 
 Two production constructs have no duckdb-kql mapping, and the test rewrites
 them in the query text, one exact token each (the production KQL is unchanged
@@ -29,7 +29,8 @@ from shared.indicators import Indicator
 from shared.rules import desired_rules
 from shared.sentinel import SentinelClient
 from shared.settings import Settings
-from shared.watchlists import render_csv, render_row, watchlist_specs
+from shared.sync import SyncOptions, run_sync
+from shared.watchlists import watchlist_specs
 from standin.server import StandIn
 
 LOGS = Path(__file__).parent / "data" / "logs"
@@ -117,28 +118,57 @@ INDICATORS = [
 ]
 
 
+def threatfox_record(indicator):
+    """The get_iocs record ThreatFox would send for an indicator."""
+    value = (
+        indicator.original
+        if indicator.kind != "ip"
+        else f"{indicator.ioc}:{indicator.port}"
+    )
+    return {
+        "id": indicator.threatfox_id,
+        "ioc": value,
+        "threat_type": indicator.threat_type,
+        "ioc_type": indicator.ioc_type,
+        "malware": indicator.malware,
+        "malware_printable": indicator.malware_printable,
+        "malware_alias": None,
+        "confidence_level": indicator.confidence_level,
+        "first_seen": indicator.first_seen.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "last_seen": None,
+        "reference": indicator.reference,
+        "tags": list(indicator.tags) or None,
+    }
+
+
 @pytest.fixture(scope="module")
 def watchlist_rows():
-    """Rows as the stand-in holds them after an upload, keyed by alias."""
-    with StandIn() as standin:
+    """Rows as the stand-in holds them after a sync, keyed by alias."""
+    with StandIn(auth_key="test-auth-key") as standin:
+        standin.threatfox.set_records([threatfox_record(i) for i in INDICATORS])
         settings = Settings.from_mapping(
             {
                 "THREATFOX_AUTH_KEY": "test-auth-key",
+                "THREATFOX_API_URL": standin.threatfox_url,
                 "SENTINEL_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
                 "SENTINEL_RESOURCE_GROUP": "rg-sec",
                 "SENTINEL_WORKSPACE_NAME": "ws-sec",
                 "AZURE_ARM_ENDPOINT": standin.arm_endpoint,
                 "SENTINEL_STATIC_TOKEN": "local-token",
+                # Written on purpose: the rules must ignore private addresses too.
+                "DROP_NON_PUBLIC_IPS": "false",
+                "RECONCILE_INTERVAL_HOURS": "0",
+                "RULES_ENABLED": "false",
             }
         )
-        specs = watchlist_specs(settings)
+        options = SyncOptions(now=datetime(2025, 1, 2, tzinfo=UTC), days=7)
+        report = run_sync(settings, options)
+        assert report.status == "ok", report.error
+        assert report.totals()["added"] == len(INDICATORS)
+
         rows = {}
         with SentinelClient(settings, settings.workspaces[0]) as client:
-            for kind in ("ip", "domain", "url"):
-                spec = specs[kind]
-                indicators = [i for i in INDICATORS if i.kind == kind]
-                rendered = [render_row(i, spec) for i in indicators]
-                client.upload_rows(spec, render_csv(spec, rendered))
+            for spec in watchlist_specs(settings).values():
                 rows[spec.alias] = (spec.search_key, client.list_items(spec.alias))
         return settings, rows
 
