@@ -407,3 +407,29 @@ def test_auth_key_never_reaches_logs_reports_or_errors(
     assert AUTH_KEY not in json.dumps(report.to_dict())
     assert AUTH_KEY not in caplog.text
     assert settings.static_token not in caplog.text
+
+
+def test_one_fetch_serves_several_workspaces_and_one_failure_stops_none(
+    standin, make_settings, make_options
+):
+    ids = ",".join(
+        f"/subscriptions/00000000-1111-2222-3333-44444444444{n}/resourceGroups/mssp-{n}"
+        f"/providers/Microsoft.OperationalInsights/workspaces/customer-{n}"
+        for n in (1, 2, 3)
+    )
+    settings = make_settings(SENTINEL_WORKSPACES=ids)
+    standin.sentinel.workspace("customer-2").change_limit = 0
+
+    report = run_sync(settings, make_options(settings))
+
+    assert standin.threatfox.requests == 1
+    assert [(ws.workspace, ws.status) for ws in report.workspaces] == [
+        ("mssp-1/customer-1", "ok"),
+        ("mssp-2/customer-2", "failed"),
+        ("mssp-3/customer-3", "ok"),
+    ]
+    assert report.status == "partial"
+    assert "mssp-2/customer-2" in report.error
+    assert len(standin.sentinel.items("customer-1", "ThreatFox-Domain")) == 5
+    assert len(standin.sentinel.items("customer-3", "ThreatFox-Domain")) == 5
+    assert report.workspaces[0].changes_this_month == 11
