@@ -23,8 +23,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from shared.huntpack_queries import kql_timespan
 from shared.huntpack_markdown import code_span, defang_host
+from shared.huntpack_queries import kql_timespan
 from shared.indicators import Indicator
 from shared.kql_literals import kql_datetime_literal, kql_string_literal
 from shared.settings import Settings

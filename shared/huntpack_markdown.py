@@ -1,9 +1,9 @@
-"""Markdown pieces of the hunt pack that carry data: defanged values, cells, fences.
+r"""Markdown pieces of the hunt pack that carry data: defanged values, cells, fences.
 
 Every value from the feed that lands in the prose goes through ``cell`` (plain
 text) or ``code_span`` (a value), so no value can start a heading, close a
 table cell or a code fence, or hide characters: controls become visible
-``\\uXXXX`` text.
+``\uXXXX`` text.
 """
 
 from __future__ import annotations
