@@ -14,14 +14,21 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from azure.core.pipeline.policies import RetryPolicy
 from azure.storage.blob import BlobLeaseClient
 
 from bench.synthetic import synthetic_records
 from shared.sentinel import SentinelClient
 from shared.state import LOCK_BLOB
 from shared.sync import run_sync
-from shared.watchlists import watchlist_specs
+from shared.watchlists import (
+    MAX_RAW_CONTENT_BYTES,
+    render_csv,
+    split_into_uploads,
+    watchlist_specs,
+)
 from standin.faults import apply_then_drop, arm_error
+from standin.sentinel_state import RandomFailures
 from tests.conftest import ROOT, settings_mapping
 
 T0 = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
@@ -292,8 +299,6 @@ def test_repeated_raw_content_put_and_delete_of_a_gone_item(
     changes = standin.sentinel.counters()["changes"]["ws-idem"]
 
     with SentinelClient(settings, settings.workspaces[0]) as client:
-        from shared.watchlists import render_csv
-
         client.upload_rows(spec, render_csv(spec, rows))
         client.upload_rows(spec, render_csv(spec, rows))
         item_id = client.list_items(spec.alias)[0].item_id
@@ -540,3 +545,198 @@ def test_incomplete_export_skips_reconciliation(
     assert report.totals()["deleted"] == 0
     # Not counted as a reconciliation: the next run tries again.
     assert state.last_reconcile_at is None
+
+
+# 5. Monthly change budget
+
+B0 = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
+B1 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def test_budget_spends_on_expired_deletes_then_best_adds_and_resumes_next_month(
+    standin, make_settings, make_options
+):
+    ips = {"INDICATOR_KINDS": "ip", "TTL_IP_DAYS": "45"}
+    roomy = _settings(make_settings, "ws-budget", **ips)
+    old = [r for r in _feed(30, seed=61, end=B0) if r["ioc_type"] == "ip:port"][:3]
+    new = [r for r in _feed(60, seed=62, end=B1) if r["ioc_type"] == "ip:port"][:10]
+    standin.threatfox.set_records(old + new)
+    _run_at(standin, roomy, make_options, B0)
+    tight = _settings(
+        make_settings,
+        "ws-budget",
+        MONTHLY_CHANGE_BUDGET="5",
+        STATE_CONTAINER=roomy.state_container,
+        **ips,
+    )
+
+    june = _run_at(standin, tight, make_options, B1)
+    june_later = _run_at(standin, tight, make_options, B1 + timedelta(hours=1))
+    # A month on the feed no longer lists them; serve them whatever the date.
+    standin.threatfox.now = None
+    july = run_sync(tight, make_options(tight, now=datetime(2026, 7, 1, 1, tzinfo=UTC)))
+
+    ip = june.workspaces[0].watchlists["ThreatFox-IP"]
+    assert (ip.deleted, ip.added, ip.deferred_deletes, ip.deferred_adds) == (
+        {"expired": 3},
+        2,
+        0,
+        8,
+    )
+    assert june.workspaces[0].changes_this_month == 5
+    best = sorted(new, key=lambda r: (r["confidence_level"], r["first_seen"]))[-2:]
+    rows = standin.sentinel.items("ws-budget", "ThreatFox-IP")
+    assert {r["ThreatFoxId"] for r in rows} >= {r["id"] for r in best}
+    later = june_later.workspaces[0]
+    assert later.watchlists["ThreatFox-IP"].deferred_adds == 8
+    assert later.changes_this_month == 5
+    assert june_later.totals()["write_calls"] == 0
+    assert july.workspaces[0].watchlists["ThreatFox-IP"].added == 5
+    assert july.workspaces[0].watchlists["ThreatFox-IP"].deferred_adds == 3
+    assert july.workspaces[0].changes_this_month == 5
+
+
+def test_service_change_limit_fails_the_workspace_and_loses_nothing(
+    standin, make_settings, make_options
+):
+    settings = _settings(make_settings, "ws-limit")
+    standin.threatfox.set_records(_feed(40, seed=71, end=T0))
+    standin.sentinel.set_change_limit(10)
+
+    refused = _run_at(standin, settings, make_options, T0)
+    standin.sentinel.set_change_limit(100_000)
+    rerun = _run_at(standin, settings, make_options, T0 + timedelta(hours=1))
+
+    assert refused.status == "failed"
+    assert "change limit exceeded" in refused.error
+    assert rerun.status == "ok"
+    kept = sum(rerun.indicators.kept.values())
+    stored = sum(len(_items_or_empty(standin, "ws-limit", a)) for a in ALIASES)
+    assert stored == kept > 30
+    assert set(_duplicate_keys(standin, "ws-limit", settings).values()) == {0}
+
+
+# 6. Throttling and faults through the real SDK
+
+
+def test_sync_converges_through_throttling_and_random_faults(
+    standin, make_settings, make_options
+):
+    feed_a, feed_b = _two_feeds()
+    moments = [T0, T1]
+    _clean_history(
+        standin, make_settings, make_options, feed_a + feed_b, moments, "ws-clean"
+    )
+    settings = _settings(make_settings, "ws-rough")
+    standin.sentinel.throttle.configure(
+        writes=(4, 4.0), deletes=(4, 4.0), reads=(8, 8.0)
+    )
+    standin.sentinel.random_failures = RandomFailures(rate=0.15, seed=3)
+    started = time.monotonic()
+    for moment in moments:
+        report = _run_at(standin, settings, make_options, moment)
+        assert report.status == "ok", report.error
+    elapsed = time.monotonic() - started
+
+    assert _snapshot(standin, "ws-rough") == _snapshot(standin, "ws-clean")
+    calls = standin.sentinel.counters()["calls"]
+    applied = standin.sentinel.counters()["applied"]
+    assert sum(calls.values()) > sum(applied.values())
+    assert elapsed < 60
+
+
+def test_retry_after_is_honoured_once_and_retries_are_bounded(
+    standin, make_settings, make_options
+):
+    settings = _settings(make_settings, "ws-429")
+    standin.threatfox.set_records(_feed(10, seed=81, end=T0))
+    _run_at(standin, settings, make_options, T0)
+    standin.sentinel.faults.push(
+        arm_error(429, "TooManyRequests", retry_after=2, on="item_get")
+    )
+
+    with SentinelClient(settings, settings.workspaces[0]) as client:
+        item_id = client.list_items("ThreatFox-Domain")[0].item_id
+        started = time.monotonic()
+        client._client.watchlist_items.get(
+            "soc-rg", "ws-429", "ThreatFox-Domain", item_id
+        )
+        waited = time.monotonic() - started
+        policy = client._client._config.retry_policy
+
+    assert 2.0 <= waited < 3.0
+    assert standin.sentinel.counters()["calls"]["item_get"] == 2
+    # One retry layer, bounded: azure-core's own policy with finite totals.
+    assert isinstance(policy, RetryPolicy)
+    assert policy.total_retries == 8
+    assert policy.backoff_max == 20
+    assert policy.timeout == 90
+
+
+# 7. Dry run
+
+
+def test_dry_run_reports_the_same_plan_as_the_real_run(
+    standin, make_settings, make_options
+):
+    settings = _settings(make_settings, "ws-dry")
+    feed_a, feed_b = _two_feeds()
+    standin.threatfox.set_records(feed_a + feed_b)
+    _run_at(standin, settings, make_options, T0)
+    writes = _write_count(standin)
+
+    dry = _run_at(standin, settings, make_options, T1, dry_run=True)
+    dry_writes = _write_count(standin) - writes
+    real = _run_at(standin, settings, make_options, T1)
+
+    def plan(report):
+        return {
+            alias: (w.added, dict(w.deleted), w.already_present, w.kept_from_earlier)
+            for alias, w in report.workspaces[0].watchlists.items()
+        }
+
+    assert dry_writes == 0
+    assert plan(dry) == plan(real)
+    assert dry.totals()["deleted"] > 0 and dry.totals()["added"] > 0
+    assert {k: v for k, v in dry.totals().items() if k != "write_calls"} == {
+        k: v for k, v in real.totals().items() if k != "write_calls"
+    }
+
+
+# 8. Backfill
+
+
+def test_backfill_of_seven_days_takes_one_upload_per_watchlist(
+    standin, make_settings, make_options
+):
+    settings = _settings(make_settings, "ws-backfill")
+    standin.threatfox.set_records(_feed(4200, seed=91, end=T0, days=7))
+
+    report = _run_at(standin, settings, make_options, T0)
+
+    watchlists = report.workspaces[0].watchlists
+    assert report.status == "ok"
+    assert report.feed.days == 7
+    assert sum(w.added for w in watchlists.values()) > 3900
+    assert {a: w.write_calls for a, w in watchlists.items()} == dict.fromkeys(
+        ALIASES, 1
+    )
+    assert standin.sentinel.counters()["calls"]["raw_content_put"] == 4
+
+
+def test_uploads_split_under_the_raw_content_limit(standin, make_settings):
+    settings = _settings(make_settings, "ws-split")
+    spec = watchlist_specs(settings)["domain"]
+    rows = [
+        dict.fromkeys(spec.columns, "x")
+        | {"Domain": f"host{n}.example.com", "Reference": "r" * 4000}
+        for n in range(2000)
+    ]
+    uploads = split_into_uploads(spec, rows)
+    with SentinelClient(settings, settings.workspaces[0]) as client:
+        for upload in uploads:
+            client.upload_rows(spec, upload)
+
+    assert len(uploads) == 3
+    assert all(len(u.encode()) <= MAX_RAW_CONTENT_BYTES for u in uploads)
+    assert len(standin.sentinel.items("ws-split", spec.alias)) == 2000
