@@ -177,3 +177,36 @@ def test_status_shows_last_report_and_month_changes(app_env):
     assert status["monthly_change_budget"] == 50000
     assert status["last_report"]["status"] == "ok"
     assert status["last_success_at"] is not None
+
+
+def _get_huntpack(params: dict[str, str]) -> func.HttpResponse:
+    request = func.HttpRequest(
+        method="GET", url="/api/huntpack", params=params, body=b""
+    )
+    return _call("threatfox_huntpack", request)
+
+
+def test_huntpack_returns_the_family_markdown(app_env):
+    response = _get_huntpack({"malware": "quasar rat"})
+
+    assert response.status_code == 200
+    assert response.mimetype.startswith("text/markdown")
+    pack = response.get_body().decode()
+    assert "| Total | 4 IOCs (5 indicator rows: one IP on two ports) |" in pack
+    assert "`47[.]239[.]50[.]7:4782`" in pack
+    assert '_GetWatchlist("ThreatFox-Domain")' in pack
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "field"),
+    [
+        ({}, 400, "malware"),
+        ({"malware": "  "}, 400, "malware"),
+        ({"malware": "NoSuchRat"}, 404, "malware"),
+    ],
+)
+def test_huntpack_rejects_a_missing_or_unknown_family(app_env, params, status, field):
+    response = _get_huntpack(params)
+
+    assert response.status_code == status
+    assert json.loads(response.get_body())["field"] == field
