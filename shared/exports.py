@@ -475,8 +475,7 @@ def _download(client: httpx.Client, url: str, target: str) -> bytes:
         raise TransientFailure(f"HTTP {response.status_code} with an empty body")
     if body.lstrip()[:1] == b"<":
         reason = (
-            f"HTTP {response.status_code} with an HTML body "
-            f"(content type {received})"
+            f"HTTP {response.status_code} with an HTML body (content type {received})"
         )
         raise TransientFailure(reason)
     return body
