@@ -86,6 +86,8 @@ FIELD_FOR_COLUMN = {
 HTTP_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2")
 
 _EXPORT_KEY = re.compile(r"(/exports/)[^/?#]+")
+# Keys seen by fetch_export: a mirror or proxy URL may carry the key anywhere.
+_SECRETS: set[str] = set()
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _TRAILER = re.compile(r"#\s*Number of entries:\s*([\d,]+)\s*", re.IGNORECASE)
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
@@ -128,9 +130,13 @@ def redact_export_url(url: str) -> str:
     Returns
     -------
     str
-        The text with every ``/exports/<segment>`` replaced by ``/exports/<redacted>``.
+        The text with every ``/exports/<segment>`` replaced by ``/exports/<redacted>``,
+        and every key given to ``fetch_export`` replaced wherever it appears.
     """
-    return _EXPORT_KEY.sub(r"\1" + REDACTED, url)
+    text = _EXPORT_KEY.sub(r"\1" + REDACTED, url)
+    for secret in _SECRETS:
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 class _RedactExportUrls(logging.Filter):
@@ -138,7 +144,7 @@ class _RedactExportUrls(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "/exports/" in message:
+        if "/exports/" in message or any(secret in message for secret in _SECRETS):
             record.msg = redact_export_url(message)
             record.args = None
         return True
@@ -490,6 +496,7 @@ def fetch_export(
     max_total_seconds: float = 120,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    secret: str | None = None,
 ) -> ExportResult:
     """Download and read a keyed export, retrying like the API client.
 
@@ -505,6 +512,9 @@ def fetch_export(
         Retry bounds; see ``shared.threatfox.RetryPolicy``.
     sleep, clock : callable
         Injected by tests.
+    secret : str, optional
+        The Auth-Key inside ``url``; redacted wherever the URL is shown, even
+        when it is not in the usual ``/exports/<KEY>/`` place.
 
     Returns
     -------
@@ -517,6 +527,8 @@ def fetch_export(
     ThreatFoxError
         As for the API client, plus unreadable files.
     """
+    if secret:
+        _SECRETS.add(secret)
     policy = RetryPolicy(
         max_attempts=max_attempts,
         max_total_seconds=max_total_seconds,

@@ -569,3 +569,22 @@ def test_an_unsupported_url_scheme_is_a_request_error_without_the_key():
 
     for text in chained_texts(caught.value):
         assert EXPORT_KEY not in text
+
+
+def test_a_key_outside_the_exports_segment_is_redacted_everywhere(caplog):
+    key = "mirror-key-5b8e1f"
+    url = f"http://127.0.0.1:1/{key}/full.csv.zip"
+    caplog.set_level(logging.DEBUG)
+
+    with pytest.raises(ThreatFoxError) as raised:
+        fetch_export(
+            url, secret=key, max_attempts=3, sleep=lambda _s: None, timeout_seconds=1
+        )
+
+    assert key not in str(raised.value)
+    assert key not in caplog.text
+    assert "attempt 1 of 3 failed" in caplog.text
+    assert (
+        redact_export_url(f"see {url}")
+        == "see http://127.0.0.1:1/<redacted>/full.csv.zip"
+    )
