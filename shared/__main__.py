@@ -20,9 +20,11 @@ from shared.pipeline import desired_rows, feed_indicators, load_feed_file
 from shared.settings import Settings, offline_settings
 from shared.state import StateStore
 from shared.sync import SyncOptions, run_sync
-from shared.watchlists import render_csv, watchlist_specs
+from shared.watchlists import format_time, parse_time, render_csv, watchlist_specs
 
 logger = logging.getLogger("shared")
+
+_NOISY_LOGGERS = ("azure", "httpx", "httpcore", "uvicorn")
 
 
 def _settings_mapping(path: str | None) -> dict[str, str]:
@@ -64,10 +66,17 @@ def _export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for spec in watchlist_specs(settings).values():
-        rows = desired_rows(spec, indicators, report, now)
+        rows = desired_rows(spec, indicators, report)
+        valid = [row for row in rows if (parse_time(row["ValidUntil"]) or now) > now]
         path = out / f"{spec.alias}.csv"
-        path.write_text(render_csv(spec, rows), encoding="utf-8", newline="")
-        print(f"{path}: {len(rows)} rows")
+        path.write_text(render_csv(spec, valid), encoding="utf-8", newline="")
+        expired = len(rows) - len(valid)
+        note = (
+            f" ({expired} already past ValidUntil as of {format_time(now)} left out; replay an old feed with --as-of)"
+            if expired
+            else ""
+        )
+        print(f"{path}: {len(valid)} rows{note}")
     template = out / "analytics-rules.json"
     rules = arm_template(settings)
     template.write_text(json.dumps(rules, indent=2) + "\n", encoding="utf-8")
@@ -150,16 +159,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _QuietLibraries(logging.Filter):
+    """Hide the HTTP libraries' per-request INFO lines unless --verbose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        noisy = record.name.startswith(_NOISY_LOGGERS)
+        return record.levelno >= logging.WARNING or not noisy
+
+
+def _configure_logging(verbose: bool) -> None:
+    # A filter on our own handler, not logger levels: changing the levels of
+    # library loggers would outlive this call (and silence -v debugging).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    if not verbose:
+        handler.addFilter(_QuietLibraries())
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler]
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("azure", "httpx", "httpcore", "uvicorn"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _configure_logging(args.verbose)
     try:
         code: int = args.run(args)
     except SyncLockedError as error:

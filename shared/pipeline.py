@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from shared.threatfox import FeedResult, ThreatFoxClient
 from shared.watchlists import (
     Row,
     WatchlistSpec,
-    parse_time,
     render_row,
     row_size_problem,
 )
@@ -42,7 +40,12 @@ logger = logging.getLogger(__name__)
 
 def load_feed_file(path: Path) -> list[object]:
     """Read a saved get_iocs response (or a bare list of records)."""
-    document = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ThreatFoxError(
+            f"{path} is not a JSON get_iocs response: {error}"
+        ) from None
     if isinstance(document, list):
         return list(document)
     if not isinstance(document, dict):
@@ -54,9 +57,12 @@ def load_feed_file(path: Path) -> list[object]:
         return []
     data = document.get("data")
     if status != "ok" or not isinstance(data, list):
-        raise ThreatFoxError(
-            f"{path} holds query_status {status!r}, not an ok list of records"
+        what = (
+            f"'data' is a {type(data).__name__}"
+            if status == "ok"
+            else f"query_status is {status!r}"
         )
+        raise ThreatFoxError(f"{path} holds no list of records: {what}")
     return list(data)
 
 
@@ -128,12 +134,9 @@ def fetch_indicators(settings: Settings, days: int | None = None) -> list[Indica
 
 
 def desired_rows(
-    spec: WatchlistSpec,
-    indicators: Sequence[Indicator],
-    counts: IndicatorReport,
-    now: datetime | None = None,
+    spec: WatchlistSpec, indicators: Sequence[Indicator], counts: IndicatorReport
 ) -> list[Row]:
-    """Render the rows of one watchlist; with ``now``, leave out rows already expired."""
+    """Render the rows of one watchlist; rows over Sentinel's size limits are counted."""
     rows = []
     for indicator in indicators:
         if indicator.kind != spec.kind:
@@ -142,9 +145,6 @@ def desired_rows(
         problem = row_size_problem(spec, row)
         if problem:
             counts.invalid[problem] += 1
-            continue
-        valid_until = parse_time(row["ValidUntil"])
-        if now is not None and valid_until is not None and valid_until <= now:
             continue
         rows.append(row)
     return rows
