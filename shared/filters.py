@@ -163,7 +163,7 @@ def _classify(entry: str) -> tuple[str, str]:
     except ValueError:
         pass
     try:
-        return "domain", normalize_domain(text)
+        return "domain", normalize_domain(text, platforms_allowed=True)
     except ValueError:
         # A bare public suffix ("com") would allow-list a whole TLD: ignored too.
         return "ignored", text

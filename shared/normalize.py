@@ -122,9 +122,14 @@ class CanonicalUrl(NamedTuple):
     original: str
 
 
-def _load_public_suffixes() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+_Suffixes = tuple[frozenset[str], frozenset[str], frozenset[str]]
+
+
+def _load_public_suffixes(private: bool) -> _Suffixes:
     # The bundled snapshot only: no cache directory, no download, ever.
-    extractor = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
+    extractor = tldextract.TLDExtract(
+        cache_dir=None, suffix_list_urls=(), include_psl_private_domains=private
+    )
     exact: set[str] = set()
     wildcard: set[str] = set()
     exceptions: set[str] = set()
@@ -143,16 +148,22 @@ def _load_public_suffixes() -> tuple[frozenset[str], frozenset[str], frozenset[s
     return frozenset(exact), frozenset(wildcard), frozenset(exceptions)
 
 
-_SUFFIXES, _WILDCARD_PARENTS, _EXCEPTIONS = _load_public_suffixes()
+# ICANN suffixes (co.uk), and those plus the list's private section: platforms
+# such as duckdns.org or blogspot.com, shared by thousands of customers. A bare
+# platform is never one C2, and a domain indicator matches its subdomains in the
+# rules, so indicators reject both; allowlist entries may name a platform.
+_ICANN_SUFFIXES = _load_public_suffixes(private=False)
+_ALL_SUFFIXES = _load_public_suffixes(private=True)
 
 
-def _is_public_suffix(domain: str) -> bool:
+def _is_public_suffix(domain: str, suffixes: _Suffixes = _ALL_SUFFIXES) -> bool:
     # The public suffix list algorithm for a whole name: an exact rule, or one
     # label under a wildcard rule, unless an exception rule names it.
-    if domain in _SUFFIXES:
+    exact, wildcard_parents, exceptions = suffixes
+    if domain in exact:
         return True
     parent = domain.partition(".")[2]
-    return parent in _WILDCARD_PARENTS and domain not in _EXCEPTIONS
+    return parent in wildcard_parents and domain not in exceptions
 
 
 def refang(value: str) -> str:
@@ -233,8 +244,14 @@ def _ascii_domain(text: str) -> str:
         raise ValueError("invalid_domain") from None
 
 
-def normalize_domain(value: object) -> str:
-    """Canonical form of a domain; raise ``ValueError`` (invalid_domain, public_suffix)."""
+def normalize_domain(value: object, *, platforms_allowed: bool = False) -> str:
+    """Canonical form of a domain; raise ``ValueError`` (invalid_domain, public_suffix).
+
+    A bare public suffix is rejected; so is a bare shared platform (the public
+    suffix list's private section, e.g. duckdns.org) unless ``platforms_allowed``,
+    which allowlist entries use.
+    """
+    suffixes = _ICANN_SUFFIXES if platforms_allowed else _ALL_SUFFIXES
     text = refang(_check_str(value, "invalid_domain").strip())
     if text[-1:] == ".":
         text = text[:-1]
@@ -242,10 +259,10 @@ def normalize_domain(value: object) -> str:
         raise ValueError("invalid_domain")
     domain = _ascii_domain(text)
     if len(domain) > 253 or not _DOMAIN.fullmatch(domain):
-        if domain in _SUFFIXES:
+        if domain in suffixes[0]:
             raise ValueError("public_suffix")
         raise ValueError("invalid_domain")
-    if _is_public_suffix(domain):
+    if _is_public_suffix(domain, suffixes):
         raise ValueError("public_suffix")
     return domain
 

@@ -148,7 +148,6 @@ def test_normalize_ip_port_rejects(value, reason):
         ("bücher.de", "xn--bcher-kva.de"),
         ("пример.рф", "xn--e1afmkfd.xn--p1ai"),
         ("a-b.example.co.uk", "a-b.example.co.uk"),
-        ("github.io", "github.io"),
     ],
 )
 def test_normalize_domain_table(value, expected):
@@ -176,7 +175,10 @@ def test_normalize_domain_public_suffix_rules(value, reason):
 
 
 def test_public_suffix_check_agrees_with_tldextract_snapshot():
-    extract = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
+    # Private-section platforms (blogspot.com, duckdns.org) count as suffixes too.
+    extract = tldextract.TLDExtract(
+        cache_dir=None, suffix_list_urls=(), include_psl_private_domains=True
+    )
     names = [
         "co.uk",
         "example.co.uk",
@@ -445,3 +447,16 @@ def test_normalize_record_never_raises_on_non_records(value):
     result = normalize_record(value)
     if not isinstance(value, dict):
         assert result.reason == "not_an_object"
+
+
+@pytest.mark.parametrize(
+    "platform", ["duckdns.org", "github.io", "blogspot.com", "DuckDNS.org."]
+)
+def test_bare_shared_platforms_are_not_indicators_but_may_be_allowlisted(platform):
+    with pytest.raises(ValueError, match="public_suffix"):
+        normalize_domain(platform)
+
+    assert normalize_domain(
+        platform, platforms_allowed=True
+    ) == platform.lower().rstrip(".")
+    assert normalize_domain("c2." + platform) == "c2." + platform.lower().rstrip(".")
