@@ -34,6 +34,9 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _T = TypeVar("_T")
 _ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 _-]{1,62})[A-Za-z0-9]$")
 _DURATION_PATTERN = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?$")
+_GUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+_RESOURCE_GROUP_PATTERN = re.compile(r"^[-\w.()]{1,90}$")
+_WORKSPACE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{2,61}[A-Za-z0-9]$")
 _WORKSPACE_ID_PATTERN = re.compile(
     r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)"
     r"/providers/Microsoft\.OperationalInsights/workspaces/([^/]+)$",
@@ -342,7 +345,13 @@ def _workspace_ids(raw: str) -> tuple[WorkspaceRef, ...]:
         match = _WORKSPACE_ID_PATTERN.match(item)
         if not match:
             raise ValueError(f"{item!r} is not a workspace resource id")
-        refs.append(WorkspaceRef(*match.groups()))
+        subscription, group, name = match.groups()
+        checked = (
+            _subscription_id(subscription),
+            _resource_group(group),
+            _workspace_name(name),
+        )
+        refs.append(WorkspaceRef(*checked))
     return tuple(refs)
 
 
@@ -460,20 +469,43 @@ class Settings:
         return text
 
 
+def _subscription_id(raw: str) -> str:
+    if not _GUID_PATTERN.match(raw):
+        raise ValueError("not a subscription GUID")
+    return raw
+
+
+def _resource_group(raw: str) -> str:
+    if not _RESOURCE_GROUP_PATTERN.match(raw) or raw.endswith("."):
+        raise ValueError("not a resource group name")
+    return raw
+
+
+def _workspace_name(raw: str) -> str:
+    if not _WORKSPACE_NAME_PATTERN.match(raw):
+        raise ValueError("not a workspace name (4-63 letters, digits and '-')")
+    return raw
+
+
+# Checked at start-up so a placeholder such as "<subscription id>" fails here,
+# naming the setting, rather than as an ARM error in the middle of a run.
+_WORKSPACE_PARTS = (
+    ("SENTINEL_SUBSCRIPTION_ID", _subscription_id),
+    ("SENTINEL_RESOURCE_GROUP", _resource_group),
+    ("SENTINEL_WORKSPACE_NAME", _workspace_name),
+)
+
+
 def _workspaces(mapping: Mapping[str, str]) -> tuple[WorkspaceRef, ...]:
     listed = _parse(mapping, "SENTINEL_WORKSPACES", _workspace_ids)
     if listed:
         return listed
-    names = (
-        "SENTINEL_SUBSCRIPTION_ID",
-        "SENTINEL_RESOURCE_GROUP",
-        "SENTINEL_WORKSPACE_NAME",
-    )
-    values = [_raw(mapping, name) for name in names]
-    for name, value in zip(names, values, strict=True):
-        if not value:
+    values = []
+    for name, check in _WORKSPACE_PARTS:
+        if not _raw(mapping, name):
             message = f"Setting {name} is required (or list workspaces in SENTINEL_WORKSPACES)."
             raise ConfigError(message, setting=name)
+        values.append(_parse(mapping, name, check))
     return (WorkspaceRef(*values),)
 
 

@@ -36,7 +36,7 @@ def _settings_file(standin: StandIn, azurite: Azurite, folder: Path) -> Path:
         "THREATFOX_API_URL": standin.threatfox_url,
         "THREATFOX_EXPORT_URL": standin.exports_url + "/{auth_key}/full.csv.zip",
         "RECONCILE_INTERVAL_HOURS": "0",
-        "SENTINEL_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000demo",
+        "SENTINEL_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000de30",
         "SENTINEL_RESOURCE_GROUP": "demo-rg",
         "SENTINEL_WORKSPACE_NAME": WORKSPACE,
         "AZURE_ARM_ENDPOINT": standin.arm_endpoint,

@@ -26,7 +26,7 @@ SETTINGS = Settings.from_mapping(
         "THREATFOX_AUTH_KEY": "test-key",
         "SENTINEL_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
         "SENTINEL_RESOURCE_GROUP": "rg",
-        "SENTINEL_WORKSPACE_NAME": "ws",
+        "SENTINEL_WORKSPACE_NAME": "ws-sec",
     }
 )
 KQL_BLOCK = re.compile(r"^(`{3,})kql\n(.*?)\n\1$", re.MULTILINE | re.DOTALL)

@@ -14,9 +14,9 @@ from tests.conftest import ROOT
 
 MINIMAL = {
     "THREATFOX_AUTH_KEY": "k",
-    "SENTINEL_SUBSCRIPTION_ID": "sub",
+    "SENTINEL_SUBSCRIPTION_ID": "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
     "SENTINEL_RESOURCE_GROUP": "rg",
-    "SENTINEL_WORKSPACE_NAME": "ws",
+    "SENTINEL_WORKSPACE_NAME": "soc-ws",
 }
 
 
@@ -31,7 +31,7 @@ def test_defaults_are_the_documented_ones():
     assert settings.rule_query_frequency == timedelta(hours=1)
     assert settings.rule_query_period == timedelta(hours=2)
     assert settings.watchlist_alias("hash") == "ThreatFox-FileHash"
-    assert settings.workspaces[0].label == "rg/ws"
+    assert settings.workspaces[0].label == "rg/soc-ws"
 
 
 @pytest.mark.parametrize(
@@ -52,6 +52,10 @@ def test_defaults_are_the_documented_ones():
         ("SENTINEL_WORKSPACES", "/subscriptions/x/resourceGroups/y"),
         ("MONTHLY_CHANGE_BUDGET", "100001"),
         ("THREATFOX_API_URL", "ftp://example.org"),
+        ("SENTINEL_SUBSCRIPTION_ID", "<subscription id>"),
+        ("SENTINEL_RESOURCE_GROUP", "<resource group of the workspace>"),
+        ("SENTINEL_WORKSPACE_NAME", "ws 1/../x"),
+        ("SENTINEL_WORKSPACE_NAME", "ws"),
     ],
 )
 def test_invalid_settings_are_named(name, value):
@@ -109,15 +113,19 @@ def test_static_token_is_refused_off_loopback():
 
 def test_several_workspaces_replace_the_single_one():
     ids = (
-        "/subscriptions/s1/resourceGroups/rg1/providers/Microsoft.OperationalInsights/workspaces/a,"
-        "/subscriptions/s2/resourceGroups/rg2/providers/Microsoft.OperationalInsights/workspaces/b"
+        "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg1"
+        "/providers/Microsoft.OperationalInsights/workspaces/soc-a,"
+        "/subscriptions/66666666-7777-8888-9999-000000000000/resourceGroups/rg2"
+        "/providers/Microsoft.OperationalInsights/workspaces/soc-b"
     )
     settings = Settings.from_mapping(
         {"THREATFOX_AUTH_KEY": "k", "SENTINEL_WORKSPACES": ids}
     )
 
-    assert [w.label for w in settings.workspaces] == ["rg1/a", "rg2/b"]
-    assert settings.workspaces[1].subscription_id == "s2"
+    assert [w.label for w in settings.workspaces] == ["rg1/soc-a", "rg2/soc-b"]
+    assert (
+        settings.workspaces[1].subscription_id == "66666666-7777-8888-9999-000000000000"
+    )
 
 
 def test_offline_commands_need_no_key_or_workspace():
