@@ -53,7 +53,7 @@ TABLES = (
     ),
     TableInfo(
         "DnsEvents",
-        "Windows DNS Events via AMA",
+        "DNS (Windows Server DNS solution, agent-based; the AMA connector fills ASimDnsActivityLogs, not DnsEvents)",
         ("ip", "domain"),
         "DNS server queries: the queried Name, the answers in IPAddresses",
     ),

@@ -99,7 +99,7 @@ _TABLE_RULES = (
     _TableRule(
         table="DnsEvents",
         title="DNS server query logs (DnsEvents)",
-        connector="Windows DNS Events via AMA",
+        connector="DNS (Windows Server DNS solution, agent-based; the AMA connector fills ASimDnsActivityLogs, not DnsEvents)",
         kinds=("ip", "domain"),
         client="ClientIP",
         entities=(

@@ -87,7 +87,7 @@ def test_connectors_named_for_each_table():
     assert connectors == {
         "CommonSecurityLog": "Common Event Format (CEF) via AMA",
         "DeviceNetworkEvents": "Microsoft Defender XDR",
-        "DnsEvents": "Windows DNS Events via AMA",
+        "DnsEvents": "DNS (Windows Server DNS solution, agent-based; the AMA connector fills ASimDnsActivityLogs, not DnsEvents)",
     }
 
 
@@ -369,12 +369,18 @@ def test_missing_table_is_skipped_then_created_once_present(standin, client, cap
 
     dns = "ThreatFox - indicator seen in DnsEvents"
     assert first["rules"][dns]["action"] == "skipped"
-    assert first["rules"][dns]["connector"] == "Windows DNS Events via AMA"
+    assert (
+        first["rules"][dns]["connector"]
+        == "DNS (Windows Server DNS solution, agent-based; the AMA connector fills ASimDnsActivityLogs, not DnsEvents)"
+    )
     assert "DnsEvents" in first["rules"][dns]["reason"]
     assert [e["action"] for n, e in first["rules"].items() if n != dns] == [
         "created"
     ] * 2
-    assert "Windows DNS Events via AMA" in caplog.text
+    assert (
+        "DNS (Windows Server DNS solution, agent-based; the AMA connector fills ASimDnsActivityLogs, not DnsEvents)"
+        in caplog.text
+    )
     assert second["rules"][dns]["action"] == "created"
     assert [e["action"] for n, e in second["rules"].items() if n != dns] == [
         "unchanged"

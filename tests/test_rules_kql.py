@@ -320,6 +320,9 @@ def test_device_network_events_alerts(run_rule):
              1, at(11, 23), at(11, 23), "2001", 90, "High"),
             ("http://evil.example.com/gate.php", "192.0.2.35", "ws-35.corp.example", "url",
              "RemoteUrl", 1, at(11, 25), at(11, 25), "3001", 100, "High"),
+            # A dual-stack socket reports the IPv4 C2 as ::ffff:91.92.93.94.
+            ("91.92.93.94", "192.0.2.37", "ws-37.corp.example", "ip_port", "RemoteIP", 1,
+             at(11, 27), at(11, 27), "1006", 92, "High"),
         ]
     )  # fmt: skip
 
