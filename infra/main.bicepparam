@@ -1,6 +1,8 @@
 // Example parameters. Copy, adjust the Sentinel workspace, and deploy with
-//   THREATFOX_AUTH_KEY=... az deployment group create -g <rg> -f infra/main.bicep -p infra/main.bicepparam
-// The Auth-Key is read from the environment of the deploying shell; never write it in this file.
+//   read -rs THREATFOX_AUTH_KEY && export THREATFOX_AUTH_KEY
+//   az deployment group create -g <rg> -p infra/main.bicepparam
+// (read -rs keeps the key off the screen and out of shell history.) The Auth-Key
+// is read from the environment of the deploying shell; never write it in this file.
 using './main.bicep'
 
 param appName = 'tfsync'
