@@ -20,8 +20,8 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceNotFoundError,
 )
-from azure.core.pipeline import PipelineRequest
-from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import RetryPolicy, SansIOHTTPPolicy
 from azure.mgmt.securityinsight import SecurityInsights
 from azure.mgmt.securityinsight.models import (
     ScheduledAlertRule,
@@ -42,9 +42,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 API_VERSION = "2021-10-01"
+RETRY_AFTER_CAP_SECONDS = 30.0
 WATCHLIST_PROVIDER = "abuse.ch ThreatFox"
 # Bounded retries: up to 8 tries, never more than 90 s of backoff in one call,
-# a 429's Retry-After honoured within that.
+# a 429's Retry-After honoured within that (and capped, see _CappedRetryPolicy).
 _RETRY_OPTIONS: dict[str, Any] = {
     "retry_total": 8,
     "retry_status": 8,
@@ -53,9 +54,22 @@ _RETRY_OPTIONS: dict[str, Any] = {
     "retry_backoff_factor": 0.5,
     "retry_backoff_max": 20,
     "timeout": 90,
-    "connection_timeout": 10,
-    "read_timeout": 60,
 }
+_TRANSPORT_OPTIONS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
+
+
+class _CappedRetryPolicy(RetryPolicy[Any, Any]):
+    """azure-core's retry policy, with the server's Retry-After capped.
+
+    azure-core sleeps for whatever Retry-After says; ARM throttling asks for
+    seconds, but a broken proxy could ask for hours and stall the run past the
+    Function's timeout. Beyond the cap the call fails and the next run retries.
+    """
+
+    def get_retry_after(self, response: PipelineResponse[Any, Any]) -> float | None:
+        """Return the server's Retry-After in seconds, at most ``RETRY_AFTER_CAP_SECONDS``."""
+        asked = super().get_retry_after(response)
+        return None if asked is None else min(asked, RETRY_AFTER_CAP_SECONDS)
 
 
 class _LocalBearerPolicy(SansIOHTTPPolicy[Any, Any]):
@@ -100,7 +114,10 @@ def _error_from(exc: AzureError, action: str) -> SentinelError:
         if exc.response is not None:
             body = exc.response.text()[:2000]
     reason = getattr(exc, "message", None) or type(exc).__name__
-    message = f"Sentinel refused to {action}: HTTP {status}: {reason}"
+    if status is None:
+        message = f"Sentinel could not be reached to {action}: {reason}"
+    else:
+        message = f"Sentinel refused to {action}: HTTP {status}: {reason}"
     return SentinelError(message, status_code=status, body=body)
 
 
@@ -121,7 +138,10 @@ class SentinelClient:
         workspace: WorkspaceRef,
         credential: TokenCredential | None = None,
     ) -> None:
-        options = dict(_RETRY_OPTIONS)
+        options: dict[str, Any] = {
+            "retry_policy": _CappedRetryPolicy(**_RETRY_OPTIONS),
+            **_TRANSPORT_OPTIONS,
+        }
         if settings.static_token:
             options["authentication_policy"] = _LocalBearerPolicy(settings.static_token)
         self.workspace = workspace

@@ -18,7 +18,7 @@ from azure.core.pipeline.policies import RetryPolicy
 from azure.storage.blob import BlobLeaseClient
 
 from bench.synthetic import synthetic_records
-from shared.sentinel import SentinelClient
+from shared.sentinel import RETRY_AFTER_CAP_SECONDS, SentinelClient
 from shared.state import LOCK_BLOB
 from shared.sync import run_sync
 from shared.watchlists import (
@@ -740,3 +740,17 @@ def test_uploads_split_under_the_raw_content_limit(standin, make_settings):
     assert len(uploads) == 3
     assert all(len(u.encode()) <= MAX_RAW_CONTENT_BYTES for u in uploads)
     assert len(standin.sentinel.items("ws-split", spec.alias)) == 2000
+
+
+def test_a_huge_retry_after_is_capped(standin, make_settings):
+    settings = _settings(make_settings, "ws-cap")
+
+    with SentinelClient(settings, settings.workspaces[0]) as client:
+        policy = client._client._config.retry_policy
+
+    class Answer:
+        def __init__(self, value):
+            self.http_response = type("R", (), {"headers": {"Retry-After": value}})()
+
+    assert policy.get_retry_after(Answer("7200")) == RETRY_AFTER_CAP_SECONDS
+    assert policy.get_retry_after(Answer("2")) == 2
