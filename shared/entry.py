@@ -3,12 +3,10 @@
 Each handler takes the app settings as a mapping and returns plain data (status
 code and JSON-ready body); function_app.py only adapts them to azure-functions.
 
-An HTTP sync runs the same bounded work as the timer: one get_iocs call (at most
-5 attempts within 120 s), then watchlist calls whose retries are bounded too
-(see shared/sentinel.py). A normal run takes seconds; a run that would outlast
-the platform's 230-second HTTP limit is one where ThreatFox or ARM keeps failing,
-and that run still finishes in the background and records its report for
-``GET /api/status``.
+An HTTP sync runs the same work as the timer with tighter bounds: ThreatFox is
+retried for at most 45 s, and no watchlist write starts after 150 s; what is
+left is reported as deferred and done by the next run. A normal run takes
+seconds. Each ARM call's own retries are bounded too (shared/sentinel.py).
 """
 
 from __future__ import annotations
@@ -38,6 +36,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 JsonResponse = tuple[int, dict[str, Any]]
+# The platform cuts HTTP calls at 230 s: an on-demand sync retries ThreatFox for
+# at most 45 s and starts no watchlist write after 150 s (the rest is deferred to
+# the next run and reported as such).
+HTTP_FEED_RETRY_SECONDS = 45
+HTTP_WRITE_DEADLINE_SECONDS = 150
 _SYNC_FIELDS = {"days": int, "dry_run": bool, "rules": bool}
 
 
@@ -107,8 +110,11 @@ def handle_sync(
             days=request.days,
             manage_rules=request.rules,
             state_store=StateStore.from_settings(settings),
-            **overrides,
+            threatfox_options={"max_total_seconds": HTTP_FEED_RETRY_SECONDS},
+            write_deadline_s=HTTP_WRITE_DEADLINE_SECONDS,
         )
+        for name, value in overrides.items():
+            setattr(options, name, value)
         report = run_sync(settings, options)
     except ConfigError as error:
         return _config_error(error)

@@ -87,6 +87,7 @@ class RunReport:
 
     started_at: str
     dry_run: bool
+    as_of: str | None = None
     status: str = "ok"
     error: str | None = None
     finished_at: str | None = None
@@ -115,6 +116,7 @@ class RunReport:
             "added": sum(w.added for w in watchlists),
             "deleted": sum(sum(w.deleted.values()) for w in watchlists),
             "deferred": sum(w.deferred_adds + w.deferred_deletes for w in watchlists),
+            "deferred_adds": sum(w.deferred_adds for w in watchlists),
             "write_calls": sum(w.write_calls for w in watchlists),
             "workspaces_failed": sum(1 for ws in self.workspaces if ws.status != "ok"),
         }

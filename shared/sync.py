@@ -69,6 +69,9 @@ class SyncOptions:
     threatfox_options: dict[str, Any] = field(default_factory=dict)
     state_store: StateStore | None = None
     reconcile: bool | None = None
+    # Seconds after the start past which no further watchlist write starts (the
+    # HTTP trigger sets it to answer within the platform's 230-second limit).
+    write_deadline_s: float | None = None
 
 
 @dataclass
@@ -216,21 +219,37 @@ def _fit_budget(
         plan.deletions, plan.adds = chosen_deletions, chosen_adds
 
 
-def _apply(client: SentinelClient, plan: WatchlistPlan, report: WatchlistReport) -> int:
-    """Write one plan: deletes item by item, adds in as few uploads as fit; return changes."""
-    done = 0
+def _apply(
+    client: SentinelClient,
+    plan: WatchlistPlan,
+    report: WatchlistReport,
+    deadline: float | None,
+) -> None:
+    """Write one plan: deletes item by item, adds in as few uploads as fit.
+
+    The report is updated after each accepted call. Past ``deadline`` (monotonic
+    seconds) no further call starts: the rest is deferred to the next run.
+    """
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() > deadline
+
+    uploads = split_into_uploads(plan.spec, plan.adds)
     try:
-        for deletion in plan.deletions:
+        for index, deletion in enumerate(plan.deletions):
+            if out_of_time():
+                report.deferred_deletes += len(plan.deletions) - index
+                break
             client.delete_item(plan.spec.alias, deletion.item_id)
             report.write_calls += 1
             report.deleted[deletion.reason] += 1
-            done += 1
-        for upload in split_into_uploads(plan.spec, plan.adds):
+        for index, upload in enumerate(uploads):
+            if out_of_time():
+                report.deferred_adds += sum(_row_count(u) for u in uploads[index:])
+                break
             client.upload_rows(plan.spec, upload)
             report.write_calls += 1
-            added = upload.count("\r\n") - 1
-            report.added += added
-            done += added
+            report.added += _row_count(upload)
     finally:
         logger.info(
             "Watchlist %s: added=%d deleted=%d present=%d kept=%d deferred=%d calls=%d",
@@ -242,7 +261,12 @@ def _apply(client: SentinelClient, plan: WatchlistPlan, report: WatchlistReport)
             report.deferred_adds + report.deferred_deletes,
             report.write_calls,
         )
-    return done
+
+
+def _row_count(upload: str) -> int:
+    # One header line, then one CRLF-terminated line per row (values never hold
+    # a CRLF: normalization rejects control characters in indicators).
+    return upload.count("\r\n") - 1
 
 
 def _fill_plan_report(
@@ -287,6 +311,7 @@ def _sync_workspace(
     store: StateStore | None,
     state: SyncState,
     report: RunReport,
+    deadline: float | None,
 ) -> WorkspaceReport:
     now = _now(options)
     ws_report = WorkspaceReport(
@@ -317,7 +342,7 @@ def _sync_workspace(
         ws_report.changes_this_month = spent
         if not options.dry_run:
             for plan in plans:
-                _apply_and_count(client, plan, ws_report, store, state, now)
+                _apply_and_count(client, plan, ws_report, store, state, now, deadline)
 
         manage_rules = (
             settings.rules_enabled
@@ -341,11 +366,12 @@ def _apply_and_count(
     store: StateStore | None,
     state: SyncState,
     now: datetime,
+    deadline: float | None,
 ) -> None:
     """Apply one plan and count its changes, even those made before a failure."""
     report = ws_report.watchlists[plan.spec.alias]
     try:
-        _apply(client, plan, report)
+        _apply(client, plan, report, deadline)
     finally:
         # The report is updated after each accepted call, so it holds exactly
         # what the service did before an error stopped the run.
@@ -374,7 +400,7 @@ def _warn_deferred(ws_report: WorkspaceReport) -> None:
     )
     if deferred:
         logger.warning(
-            "Monthly change budget reached in %s: %d changes deferred to a later run",
+            "%s: %d changes deferred to a later run (monthly budget or time limit)",
             ws_report.workspace,
             deferred,
         )
@@ -390,7 +416,9 @@ def _finish(
     report.finished_at = format_time(datetime.now(UTC))
     report.duration_s = round(time.monotonic() - started, 3)
     if store is not None and not options.dry_run:
-        succeeded = report.status == "ok"
+        # Deferred adds keep the window from moving on: the next run widens it
+        # again (catch-up) so those records are still in the feed it reads.
+        succeeded = report.status == "ok" and report.totals()["deferred_adds"] == 0
         reconciled = report.reconciliation.get("ran") is True
 
         def change(state: SyncState) -> None:
@@ -426,7 +454,14 @@ def _run(
 ) -> RunReport:
     now = _now(options)
     started = time.monotonic()
-    report = RunReport(started_at=format_time(now), dry_run=options.dry_run)
+    report = RunReport(
+        started_at=format_time(datetime.now(UTC)),
+        dry_run=options.dry_run,
+        as_of=format_time(now) if options.now is not None else None,
+    )
+    deadline = None
+    if options.write_deadline_s is not None:
+        deadline = started + options.write_deadline_s
     state, _etag = store.load() if store is not None else (SyncState(), None)
     try:
         days = _feed_days(settings, options, state, now, report)
@@ -451,7 +486,15 @@ def _run(
     for workspace in settings.workspaces:
         try:
             ws_report = _sync_workspace(
-                settings, workspace, candidates, filters, options, store, state, report
+                settings,
+                workspace,
+                candidates,
+                filters,
+                options,
+                store,
+                state,
+                report,
+                deadline,
             )
         except SyncError as error:
             ws_report = WorkspaceReport(

@@ -433,3 +433,27 @@ def test_one_fetch_serves_several_workspaces_and_one_failure_stops_none(
     assert len(standin.sentinel.items("customer-1", "ThreatFox-Domain")) == 5
     assert len(standin.sentinel.items("customer-3", "ThreatFox-Domain")) == 5
     assert report.workspaces[0].changes_this_month == 11
+
+
+def test_writes_past_the_deadline_are_deferred_not_lost(
+    standin, make_settings, make_options
+):
+    settings = make_settings()
+
+    late = run_sync(settings, make_options(settings, write_deadline_s=0.0))
+    again = run_sync(
+        settings, make_options(settings, now=SAMPLE_NOW + timedelta(minutes=5))
+    )
+
+    assert late.status == "ok"
+    assert late.as_of == "2026-05-23T00:00:00Z"
+    watchlists = late.workspaces[0].watchlists
+    assert {alias: (w.added, w.deferred_adds) for alias, w in watchlists.items()} == {
+        "ThreatFox-IP": (0, 4),
+        "ThreatFox-Domain": (0, 5),
+        "ThreatFox-URL": (0, 2),
+    }
+    # The deferring run did not move the window on: the next one reads 7 days again.
+    assert again.feed.days == 7
+    assert again.totals()["added"] == 11
+    assert len(standin.sentinel.items(WORKSPACE, "ThreatFox-IP")) == 4
