@@ -147,7 +147,10 @@ def _live_ids(
     """Read the keyed export; None unless it was read whole (then nothing is withdrawn)."""
     try:
         export = fetch_export(
-            settings.export_url(), timeout_seconds=settings.timeout_seconds
+            settings.export_url(),
+            timeout_seconds=settings.timeout_seconds,
+            secret=settings.auth_key,
+            **options.threatfox_options,
         )
     except ThreatFoxError as error:
         report.reconciliation = {"ran": False, "reason": settings.redact(str(error))}

@@ -457,3 +457,20 @@ def test_writes_past_the_deadline_are_deferred_not_lost(
     assert again.feed.days == 7
     assert again.totals()["added"] == 11
     assert len(standin.sentinel.items(WORKSPACE, "ThreatFox-IP")) == 4
+
+
+def test_auth_key_in_an_unusual_export_url_stays_secret(
+    standin, make_settings, make_options, caplog
+):
+    settings = make_settings(
+        THREATFOX_EXPORT_URL="http://127.0.0.1:1/mirror/{auth_key}/full.csv.zip"
+    )
+    caplog.set_level(logging.DEBUG)
+
+    report = run_sync(settings, make_options(settings, reconcile=True))
+
+    assert report.status == "ok"
+    assert report.reconciliation["ran"] is False
+    assert "<redacted>" in report.reconciliation["reason"]
+    assert AUTH_KEY not in json.dumps(report.to_dict())
+    assert AUTH_KEY not in caplog.text
