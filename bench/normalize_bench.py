@@ -30,12 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime
 
 from bench.synthetic import get_iocs_body, synthetic_records
-from shared.indicators import Indicator, merge_duplicates
-from shared.normalize import Rejection, normalize_record
+from shared.filters import Filters
+from shared.pipeline import prepare_indicators
+from shared.report import IndicatorReport
+from shared.settings import offline_settings
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -53,19 +54,20 @@ def _run_json(body: bytes) -> dict[str, float]:
 
 
 def _run_pipeline(body: bytes, freeze: bool) -> dict[str, float]:
+    # The sync's own pipeline (normalize, filter, merge), with filters that keep
+    # every kind and confidence so that all records are normalized in full.
+    settings = offline_settings(
+        {"INDICATOR_KINDS": "ip,domain,url,hash", "MIN_CONFIDENCE": "0"}
+    )
+    filters = Filters.from_settings(settings)
+    counts = IndicatorReport()
     started = time.perf_counter()
     decoded = json.loads(body)
     if freeze:
         gc.freeze()
-    indicators: list[Indicator] = []
-    rejected: Counter[str] = Counter()
-    for record in decoded["data"]:
-        result = normalize_record(record)
-        if type(result) is Rejection:
-            rejected[result.reason] += 1
-        else:
-            indicators.append(result)  # type: ignore[arg-type]
-    merged, duplicates = merge_duplicates(indicators)
+    merged = prepare_indicators(decoded["data"], filters, counts)
+    duplicates = counts.duplicates_merged
+    rejected = counts.invalid + counts.unsupported_types
     elapsed = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
