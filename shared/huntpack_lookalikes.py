@@ -34,6 +34,7 @@ __all__ = ["LOOKALIKES_PATH", "Lookalike", "find_lookalikes"]
 LOOKALIKES_PATH = Path(__file__).parent / "data" / "benign_lookalikes.json"
 # Infrastructure is often up for days before anyone reports it.
 BEFORE_FIRST_SEEN = timedelta(days=7)
+# TODO(#7): a copy of host_of in shared/kql/*.kql; read it from the rule's block.
 _HOST_OF = '@"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:[^@/?#]*@)?([^/?#:]+)"'
 _CATEGORY_TEXT = {
     "dynamic_dns": "dynamic-DNS provider",

@@ -10,6 +10,10 @@ a disabled kind's watchlist is simply not read (its flag is ``false``).
 Suppression stays off: each run reads only rows ingested since the previous
 run (``ingestion_time() > ago(frequency)``), so a run never repeats an earlier
 alert, while suppression would hide a second client reaching the same C2.
+
+The KQL files also delimit their matching blocks for the hunt packs
+(``matching_blocks``); ``rule_template`` strips those markers, so they never
+reach a rule.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ __all__ = [
     "arm_template",
     "desired_rules",
     "iso_duration",
+    "matching_blocks",
     "render_query",
+    "rule_template",
     "rule_id",
     "sync_rules",
 ]
@@ -48,6 +54,11 @@ MAX_QUERY_CHARS = 10_000
 KQL_DIR = Path(__file__).resolve().parent / "kql"
 
 _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
+# Markers in the KQL files (see their header): whole "//@" lines, and the
+# "//@ rule-only" suffix on a line the hunt packs leave out.
+_MARKER_LINE = re.compile(r"^//@.*\n", re.MULTILINE)
+_RULE_ONLY = "  //@ rule-only"
+_BLOCK = re.compile(r"^//@ begin (\w+)\n(.*?)^//@ end \1\n", re.MULTILINE | re.DOTALL)
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{1,62}[A-Za-z0-9]$")
 # A table missing from the workspace, as the service words it (see the reference).
 _MISSING_TABLE = re.compile(
@@ -206,6 +217,43 @@ def render_query(template: str, values: dict[str, object]) -> str:
     return _PLACEHOLDER.sub(lambda match: literals[match.group(1)], template)
 
 
+def _kql_file(table: str) -> str:
+    return (KQL_DIR / f"{table}.kql").read_text(encoding="utf-8")
+
+
+def rule_template(table: str) -> str:
+    """Return the table's rule KQL with its hunt-pack markers removed.
+
+    Parameters
+    ----------
+    table
+        The Sentinel table, the name of a file in ``shared/kql``.
+    """
+    text = _MARKER_LINE.sub("", _kql_file(table))
+    return text.replace(_RULE_ONLY + "\n", "\n")
+
+
+def matching_blocks(table: str) -> dict[str, str]:
+    """Return the table's matching blocks, as the hunt packs reuse them.
+
+    The blocks are the rule's own text between ``//@ begin NAME`` and
+    ``//@ end NAME`` (watchlist rows, events, hits per kind), without the
+    lines marked ``//@ rule-only`` (the per-run ingestion filter and the
+    on/off flags). Placeholders such as ``{{IP_WATCHLIST}}`` are left in.
+
+    Parameters
+    ----------
+    table
+        The Sentinel table, the name of a file in ``shared/kql``.
+    """
+    blocks = {}
+    for match in _BLOCK.finditer(_kql_file(table)):
+        lines = match.group(2).splitlines()
+        kept = [line for line in lines if not line.endswith(_RULE_ONLY)]
+        blocks[match.group(1)] = "\n".join(kept)
+    return blocks
+
+
 def _query_values(spec: _TableRule, settings: Settings) -> dict[str, object]:
     values: dict[str, object] = {
         "LOOKBACK": settings.rule_query_period,
@@ -284,7 +332,7 @@ def desired_rules(settings: Settings) -> list[RuleDefinition]:
     """Return the three rules the settings call for, with their full ARM bodies."""
     rules = []
     for spec in _TABLE_RULES:
-        template = (KQL_DIR / f"{spec.table}.kql").read_text(encoding="utf-8")
+        template = rule_template(spec.table)
         query = render_query(template, _query_values(spec, settings))
         if len(query) > MAX_QUERY_CHARS:
             raise ValueError(f"the {spec.table} rule query is {len(query)} characters")

@@ -11,10 +11,11 @@ import pytest
 
 from shared.filters import Filters
 from shared.huntpack import build_pack, build_packs, defang, families, family_matches
-from shared.huntpack_queries import hunting_queries
+from shared.huntpack_queries import TABLES, hunting_queries
 from shared.indicators import Indicator, merge_duplicates
 from shared.kql_literals import kql_datetime_literal, kql_string_literal
 from shared.normalize import normalize_record
+from shared.rules import matching_blocks, rule_template
 from shared.settings import Settings
 from tests.kqlcheck import ROOT, check_kql
 
@@ -231,20 +232,23 @@ def test_inline_queries_hold_the_values_with_valid_until():
         lookback=timedelta(days=30),
     )
     ip_rows = (
-        "let IpRows = datatable(Indicator:string, Port:int, ValidUntil:datetime, "
-        "Confidence:int, ThreatType:string, ThreatFoxId:string) [\n"
-        '    "47.239.50.7", 443, datetime(2026-06-21T07:02:44Z), 100, "botnet_cc", '
-        '"1591188",\n'
-        '    "47.239.50.7", 4782, datetime(2026-06-21T13:20:05Z), 75, "botnet_cc", '
-        '"1591241",\n'
+        "let IpRows = datatable(SearchKey:string, Port:int, ValidUntil:datetime, "
+        "Confidence:int, Malware:string, ThreatType:string, ThreatFoxId:string) [\n"
+        '    "47.239.50.7", 443, datetime(2026-06-21T07:02:44Z), 100, "Quasar RAT", '
+        '"botnet_cc", "1591188",\n'
+        '    "47.239.50.7", 4782, datetime(2026-06-21T13:20:05Z), 75, "Quasar RAT", '
+        '"botnet_cc", "1591241",\n'
         "    ]\n"
+        # The rule's own row block reads the inline rows as it reads a watchlist.
+        "    | project Indicator = tolower(tostring(SearchKey)),\n"
     )
     domain_rows = (
         '    "qinerdime.servehalflife.com", datetime(2026-08-20T09:41:17Z), 75, '
-        '"botnet_cc", "1591203",\n'
-        '    "iotonton.io", datetime(2026-08-20T09:41:18Z), 75, "botnet_cc", "1591205",\n'
-        '    "qinerdime.ydns.eu", datetime(2026-08-20T09:41:18Z), 75, "botnet_cc", '
-        '"1591204",\n'
+        '"Quasar RAT", "botnet_cc", "1591203",\n'
+        '    "iotonton.io", datetime(2026-08-20T09:41:18Z), 75, "Quasar RAT", '
+        '"botnet_cc", "1591205",\n'
+        '    "qinerdime.ydns.eu", datetime(2026-08-20T09:41:18Z), 75, "Quasar RAT", '
+        '"botnet_cc", "1591204",\n'
     )
     for query in queries.values():
         assert ip_rows in query
@@ -262,12 +266,14 @@ def test_common_security_log_query_pins_the_rule_matching():
     )["CommonSecurityLog"]
     # Both directions, each with the port on the indicator's side.
     assert (
-        "(Events | project TimeGenerated, EventIp = tolower(DestinationIP),\n"
-        '        EventPort = DestinationPort, MatchedColumn = "DestinationIP",' in query
+        "(Events | project TimeGenerated, EventIp = tolower(DestinationIP), "
+        "EventPort = DestinationPort,\n"
+        '        MatchedColumn = "DestinationIP", ClientIP = SourceIP,' in query
     )
     assert (
-        "(Events | project TimeGenerated, EventIp = tolower(SourceIP),\n"
-        '        EventPort = SourcePort, MatchedColumn = "SourceIP",' in query
+        "(Events | project TimeGenerated, EventIp = tolower(SourceIP), "
+        "EventPort = SourcePort,\n"
+        '        MatchedColumn = "SourceIP", ClientIP = DestinationIP,' in query
     )
     assert "iff(isnull(Port) or Port == EventPort, 1000, 0)" in query
     assert '"ip_port", "ip_only_port_mismatch"' in query
@@ -289,14 +295,54 @@ def test_device_network_events_and_dns_queries_pin_the_rule_matching():
         lookback=timedelta(days=30),
     )
     device = queries["DeviceNetworkEvents"]
-    assert "EventIp = tolower(RemoteIP), EventPort = RemotePort" in device
+    assert "| extend EventIp = tolower(RemoteIP)\n" in device
+    # Dual-stack sockets: an IPv4-mapped peer is compared in its IPv4 form.
+    assert (
+        '| extend EventIp = iff(EventIp startswith "::ffff:" and EventIp contains ".", '
+        "substring(EventIp, 7), EventIp)\n" in device
+    )
+    assert "| project TimeGenerated, EventIp, EventPort = RemotePort," in device
     assert "extract(host_of, 1, RemoteUrl)" in device
     dns = queries["DnsEvents"]
-    assert 'mv-expand Answer = split(IPAddresses, ",") to typeof(string)' in dns
+    assert '| extend Answer = split(IPAddresses, ",")\n' in dns
+    assert "| mv-expand Answer to typeof(string)\n" in dns
     assert 'MatchKind = "dns_answer_ip"' in dns
     assert 'where SubType == "LookupQuery"' in dns
     assert 'DomainName = trim_end(@"\\.", tolower(Name))' in dns
     assert 'endswith strcat(".", Indicator)' in dns
+
+
+@pytest.mark.parametrize("source", ["watchlist", "inline"])
+def test_queries_hold_the_rules_matching_text_verbatim(source):
+    queries = hunting_queries(
+        INDICATORS, SETTINGS, families=["Mirai"], source=source, lookback=timedelta(1)
+    )
+    for info in TABLES:
+        query, rule = queries[info.table], rule_template(info.table)
+        # The rule without its per-run lines: the ingestion filter, the flags.
+        per_run = (
+            r"\n    \| where (ingestion_time\(\) > ago\(frequency\)|\w+_enabled)\n"
+        )
+        rule = re.sub(per_run, "\n", rule)
+        blocks = matching_blocks(info.table)
+        names = ["non_public", "events"] + [f"{kind}_hits" for kind in info.kinds]
+        assert set(blocks) == set(names) | {f"{kind}_rows" for kind in info.kinds}
+        for name in names:
+            # The same text as the rule's.
+            assert blocks[name] in query, (info.table, name)
+            assert blocks[name] in rule, (info.table, name)
+        for kind in info.kinds:
+            assert blocks[f"{kind}_rows"] in rule, (info.table, kind)
+            # Only the rows' source differs from the rule.
+            head, tail = blocks[f"{kind}_rows"].split("')\n", 1)
+            assert head.endswith(f"_GetWatchlist('{{{{{kind.upper()}_WATCHLIST}}}}")
+            assert f"\n{tail}" in query, (info.table, kind)
+        # The per-run filters are the rule's alone.
+        assert "ingestion_time()" not in query
+        assert "frequency" not in query
+        assert "_enabled" not in query
+        assert "//@" not in query and "//@" not in rule
+        assert "{{" not in query
 
 
 def test_url_queries_compare_canonical_urls():
@@ -310,9 +356,12 @@ def test_url_queries_compare_canonical_urls():
     csl = queries["CommonSecurityLog"]
     assert (
         '    "http://185.244.25.17:8080/bins/x86", datetime(2026-08-19T23:05:31Z), 100, '
-        '"payload_delivery", "1591131",' in csl
+        '"Mirai", "payload_delivery", "1591131",' in csl
     )
-    assert '| extend UrlKey = strcat(Scheme, "://", Authority,' in csl
+    assert (
+        '| extend UrlKey = strcat(Scheme, "://", Authority, '
+        'iff(Rest startswith "/", "", "/"), Rest)' in csl
+    )
     assert "| join kind=inner UrlRows on UrlKey" in csl
     assert "let lookback = 7d;" in csl
 

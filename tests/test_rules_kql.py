@@ -25,6 +25,7 @@ import duckdb_kql
 import pandas as pd
 import pytest
 
+from shared.huntpack_queries import hunting_queries
 from shared.indicators import Indicator
 from shared.rules import desired_rules
 from shared.sentinel import SentinelClient
@@ -199,14 +200,18 @@ def load_log(name):
     return frame
 
 
-def for_duckdb(query):
-    """Rewrite the two constructs duckdb-kql lacks (see the module docstring)."""
-    assert query.count("ingestion_time()") == 1
-    rewritten = query.replace("ingestion_time()", "IngestionTime")
-    rewritten, count = re.subn(r'column_ifexists\("(\w+)", ""\)', r"\1", rewritten)
+def bind_columns(query):
+    """Rewrite column_ifexists, which duckdb-kql lacks (see the module docstring)."""
+    rewritten, count = re.subn(r'column_ifexists\("(\w+)", ""\)', r"\1", query)
     assert count >= 6
     assert "column_ifexists(" not in rewritten
     return rewritten
+
+
+def for_duckdb(query):
+    """Rewrite the two constructs duckdb-kql lacks (see the module docstring)."""
+    assert query.count("ingestion_time()") == 1
+    return bind_columns(query.replace("ingestion_time()", "IngestionTime"))
 
 
 @pytest.fixture
@@ -224,12 +229,15 @@ def run_rule(watchlist_rows):
         ]
     )
 
-    def run(table):
+    def run(table, hunt_query=None):
         connection.register("log_frame", load_log(table))
         connection.execute(
             f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM log_frame"
         )
-        query = for_duckdb(rules[table].body["properties"]["query"])
+        if hunt_query is None:
+            query = for_duckdb(rules[table].body["properties"]["query"])
+        else:
+            query = bind_columns(hunt_query)
         result = duckdb_kql.df(connection, query, query_now=NOW)
         return result
 
@@ -325,6 +333,34 @@ def test_device_network_events_alerts(run_rule):
              at(11, 27), at(11, 27), "1006", 92, "High"),
         ]
     )  # fmt: skip
+
+
+def test_device_network_events_hunt_matches_as_the_rule(run_rule, watchlist_rows):
+    # The hunt pack's inline query reuses the rule's matching blocks: the same
+    # IP matches, the dual-stack peer included, over the whole lookback (no
+    # per-run ingestion filter, so the 09:00 row a previous run saw is found).
+    settings, _ = watchlist_rows
+    asyncrat = [i for i in INDICATORS if i.malware_printable == "AsyncRAT"]
+    query = hunting_queries(
+        asyncrat,
+        settings,
+        families=["AsyncRAT"],
+        source="inline",
+        lookback=timedelta(days=1),
+    )["DeviceNetworkEvents"]
+    result = run_rule("DeviceNetworkEvents", query)
+
+    found = sorted(
+        (row["Indicator"], row["ClientHost"], row["MatchKind"], row["MatchedValue"])
+        for row in result.to_dict("records")
+    )
+    assert found == [
+        ("2a01:4f8::1234", "ws-30.corp.example", "ip_port", "2a01:4f8::1234:443"),
+        ("2a01:4f8::1234", "ws-31.corp.example", "ip_only_port_mismatch",
+         "2a01:4f8::1234:8080"),
+        ("2a01:4f8::1234", "ws-36.corp.example", "ip_port", "2a01:4f8::1234:443"),
+        ("91.92.93.94", "ws-37.corp.example", "ip_port", "91.92.93.94:4444"),
+    ]  # fmt: skip
 
 
 def test_dns_events_alerts(run_rule):
