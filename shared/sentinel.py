@@ -10,9 +10,10 @@ attempts and total time rather than adding a second retry layer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import (
@@ -22,6 +23,7 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy, SansIOHTTPPolicy
+from azure.core.rest import HttpRequest
 from azure.mgmt.securityinsight import SecurityInsights
 from azure.mgmt.securityinsight.models import (
     ScheduledAlertRule,
@@ -154,6 +156,7 @@ class SentinelClient:
             **options,
         )
         self._scope = (workspace.resource_group, workspace.workspace_name)
+        self._arm_endpoint = settings.arm_endpoint
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -182,18 +185,34 @@ class SentinelClient:
         return result
 
     def list_items(self, alias: str) -> list[ExistingItem]:
-        """Return every item of a watchlist, following every page; none if it is absent."""
+        """Return every item of a watchlist, following every page; none if it is absent.
+
+        Pages go through the SDK's own pipeline (authentication, retries), but
+        are read as JSON rather than deserialized into models: the models cost
+        about 0.3 ms an item, most of a run's time on a watchlist of 20,000 rows.
+        """
         if self.get_watchlist(alias) is None:
             return []
+        items: list[ExistingItem] = []
+        url: str | None = self._items_url(alias)
         with _calling(f"list items of watchlist {alias}"):
-            # The SDK annotates this pager with the page type; it yields items.
-            pages: Iterable[Any] = self._client.watchlist_items.list(
-                *self._scope, alias
-            )
-            return [
-                ExistingItem(str(item.name), _text_values(item.items_key_value))
-                for item in pages
-            ]
+            while url:
+                response = self._client._send_request(HttpRequest("GET", url))
+                response.raise_for_status()
+                page = response.json()
+                items.extend(_item_from_json(item) for item in page.get("value", []))
+                url = page.get("nextLink")
+        return items
+
+    def _items_url(self, alias: str) -> str:
+        workspace = self.workspace
+        return (
+            f"{self._arm_endpoint}/subscriptions/{quote(workspace.subscription_id)}"
+            f"/resourceGroups/{quote(workspace.resource_group)}"
+            "/providers/Microsoft.OperationalInsights/workspaces/"
+            f"{quote(workspace.workspace_name)}/providers/Microsoft.SecurityInsights"
+            f"/watchlists/{quote(alias)}/watchlistItems?api-version={API_VERSION}"
+        )
 
     def upload_rows(self, spec: WatchlistSpec, raw_content: str) -> None:
         """Create the watchlist or append rows to it with one rawContent PUT."""
@@ -261,6 +280,13 @@ class SentinelClient:
         except SentinelError as error:
             if error.status_code != 404:
                 raise
+
+
+def _item_from_json(item: dict[str, Any]) -> ExistingItem:
+    properties = item.get("properties") or {}
+    return ExistingItem(
+        str(item.get("name", "")), _text_values(properties.get("itemsKeyValue"))
+    )
 
 
 def _text_values(values: Any) -> dict[str, str]:
