@@ -272,15 +272,6 @@ class SentinelClient:
         result: dict[str, Any] = saved.serialize(keep_readonly=True)
         return result
 
-    def delete_alert_rule(self, rule_id: str) -> None:
-        """Delete a rule; a rule already gone is not an error."""
-        try:
-            with _calling(f"delete analytics rule {rule_id}"):
-                self._client.alert_rules.delete(*self._scope, rule_id)
-        except SentinelError as error:
-            if error.status_code != 404:
-                raise
-
 
 def _item_from_json(item: dict[str, Any]) -> ExistingItem:
     properties = item.get("properties") or {}

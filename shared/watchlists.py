@@ -276,11 +276,6 @@ class WatchlistPlan:
     unmanaged: int = 0
     existing: int = 0
 
-    @property
-    def changes(self) -> int:
-        """Item changes this plan spends from the monthly budget."""
-        return len(self.adds) + len(self.deletions)
-
 
 # Says why an existing row is no longer wanted (allow-listed, filtered, withdrawn).
 RowVerdict = Callable[[WatchlistSpec, Row], str | None]
