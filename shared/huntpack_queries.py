@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from shared.indicators import Indicator
 from shared.kql_literals import kql_datetime_literal, kql_string_literal
-from shared.rules import matching_blocks
+from shared.rules import matching_blocks, rule_tables
 from shared.settings import Settings
 
 __all__ = ["TABLES", "TableInfo", "hunting_queries", "kql_timespan"]
@@ -39,27 +39,17 @@ class TableInfo:
     what: str
 
 
-# TODO(#7): the tables, connectors and kinds repeat shared/rules.py's _TABLE_RULES.
-TABLES = (
-    TableInfo(
-        "CommonSecurityLog",
-        "Common Event Format (CEF) via AMA",
-        ("ip", "domain", "url"),
-        "firewall and proxy logs: source or destination IP and port, host names, "
-        "RequestURL",
-    ),
-    TableInfo(
-        "DeviceNetworkEvents",
-        "Microsoft Defender XDR",
-        ("ip", "domain", "url"),
-        "Defender for Endpoint connections: RemoteIP and RemotePort, RemoteUrl",
-    ),
-    TableInfo(
-        "DnsEvents",
-        "DNS (Windows Server DNS solution, agent-based; the AMA connector fills ASimDnsActivityLogs, not DnsEvents)",
-        ("ip", "domain"),
-        "DNS server queries: the queried Name, the answers in IPAddresses",
-    ),
+# What each table shows an analyst; tables, connectors and kinds come from the rules.
+_WHAT = {
+    "CommonSecurityLog": "firewall and proxy logs: source or destination IP and port, "
+    "host names, RequestURL",
+    "DeviceNetworkEvents": "Defender for Endpoint connections: RemoteIP and RemotePort, "
+    "RemoteUrl",
+    "DnsEvents": "DNS server queries: the queried Name, the answers in IPAddresses",
+}
+TABLES = tuple(
+    TableInfo(table, connector, kinds, _WHAT[table])
+    for table, connector, kinds in rule_tables()
 )
 
 # The inline rows carry the watchlists' column names, so the rule's own row

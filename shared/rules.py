@@ -328,6 +328,11 @@ def _properties(spec: _TableRule, settings: Settings, query: str) -> dict[str, A
     }
 
 
+def rule_tables() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """Return each rule's table, the connector that fills it, and the kinds it matches."""
+    return tuple((spec.table, spec.connector, spec.kinds) for spec in _TABLE_RULES)
+
+
 def desired_rules(settings: Settings) -> list[RuleDefinition]:
     """Return the three rules the settings call for, with their full ARM bodies."""
     rules = []
