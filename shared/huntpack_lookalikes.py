@@ -16,6 +16,7 @@ Each entry carries a complete KQL query whose last ``where`` is the exclusion.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +28,7 @@ from shared.huntpack_markdown import code_span, defang_host
 from shared.huntpack_queries import kql_timespan
 from shared.indicators import Indicator
 from shared.kql_literals import kql_datetime_literal, kql_string_literal
+from shared.rules import rule_template
 from shared.settings import Settings
 
 __all__ = ["LOOKALIKES_PATH", "Lookalike", "find_lookalikes"]
@@ -34,12 +36,24 @@ __all__ = ["LOOKALIKES_PATH", "Lookalike", "find_lookalikes"]
 LOOKALIKES_PATH = Path(__file__).parent / "data" / "benign_lookalikes.json"
 # Infrastructure is often up for days before anyone reports it.
 BEFORE_FIRST_SEEN = timedelta(days=7)
-# TODO(#7): a copy of host_of in shared/kql/*.kql; read it from the rule's block.
-_HOST_OF = '@"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:[^@/?#]*@)?([^/?#:]+)"'
 _CATEGORY_TEXT = {
     "dynamic_dns": "dynamic-DNS provider",
     "free_hosting": "free hosting provider",
 }
+
+
+def _rule_host_pattern() -> str:
+    # The rules' own pattern for the host of a URL (with or without a scheme),
+    # read from the rule file so the exclusions cannot drift from the matching.
+    found = re.search(
+        r'^let host_of = (@"[^"]*");$', rule_template("CommonSecurityLog"), re.MULTILINE
+    )
+    if found is None:
+        raise RuntimeError("shared/kql/CommonSecurityLog.kql no longer defines host_of")
+    return found.group(1)
+
+
+_HOST_OF = _rule_host_pattern()
 
 
 @dataclass(frozen=True)
