@@ -127,6 +127,10 @@ def main() -> int:
             f"write calls in run 2: {new_writes} (a run with nothing new writes nothing)"
         )
 
+        print(
+            "\n(already present: in this run's feed and already listed; kept: listed "
+            "earlier, still valid, no longer in the feed window)"
+        )
         _show_rows(standin)
         _show_rules(standin)
         print(f"\nFull reports: {OUT}/report-1.json, report-2.json")
