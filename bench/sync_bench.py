@@ -29,17 +29,15 @@ row that was expired or withdrawn when deleted.
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import time
 import uuid
-import zipfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from random import Random
 from typing import Any
 
-from bench.synthetic import synthetic_records
+from bench.synthetic import full_csv_export, synthetic_records
 from shared.settings import Settings
 from shared.state import StateStore
 from shared.sync import SyncOptions, run_sync
@@ -61,23 +59,6 @@ DEFAULT_EVERY_HOURS = 24
 SAMPLE_EVERY_HOURS = 120
 WITHDRAWN_PER_DAY = 3
 UPLOAD_LIMIT = 3_800_000
-EXPORT_COLUMNS = (
-    "first_seen_utc",
-    "ioc_id",
-    "ioc_value",
-    "ioc_type",
-    "threat_type",
-    "fk_malware",
-    "malware_alias",
-    "malware_printable",
-    "last_seen_utc",
-    "confidence_level",
-    "is_compromised",
-    "reference",
-    "tags",
-    "anonymous",
-    "reporter",
-)
 
 
 def _settings(standin: StandIn, azurite: Azurite) -> Settings:
@@ -97,37 +78,6 @@ def _settings(standin: StandIn, azurite: Azurite) -> Settings:
             "STATE_CONTAINER": "bench-" + uuid.uuid4().hex[:10],
         }
     )
-
-
-def _export_zip(records: list[dict[str, Any]]) -> bytes:
-    def line(r: dict[str, Any]) -> str:
-        values = (
-            str(r["first_seen"]).removesuffix(" UTC"),
-            r["id"],
-            r["ioc"],
-            r["ioc_type"],
-            r["threat_type"],
-            r["malware"],
-            r["malware_alias"] or "None",
-            r["malware_printable"],
-            "",
-            str(r["confidence_level"]),
-            "False",
-            r["reference"] or "None",
-            ",".join(r["tags"] or []) or "None",
-            "0",
-            r["reporter"],
-        )
-        return ", ".join(f'"{value}"' for value in values)
-
-    lines = ["#" * 64, "# ThreatFox IOCs: CSV export (full)", "#"]
-    lines.append("# " + ",".join(f'"{name}"' for name in EXPORT_COLUMNS))
-    lines.extend(line(r) for r in records)
-    lines.append(f"# Number of entries: {len(records)}")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("full.csv", "\r\n".join(lines) + "\r\n")
-    return buffer.getvalue()
 
 
 def _seen_before(records: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
@@ -234,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
                 live = [r for r in records if r["id"] not in withdrawn]
                 standin.threatfox.set_records(live)
                 standin.threatfox.set_export(
-                    "full.csv.zip", _export_zip(_seen_before(live, now))
+                    "full.csv.zip", full_csv_export(_seen_before(live, now))
                 )
             sampled = hour % SAMPLE_EVERY_HOURS == 0
             report, wall, calls = _run(

@@ -14,8 +14,11 @@ The output depends only on the arguments: the same seed gives the same feed.
 
 from __future__ import annotations
 
+import io
 import random
+import zipfile
 from datetime import datetime, timedelta
+from typing import Any
 
 __all__ = ["synthetic_records", "get_iocs_body"]
 
@@ -336,3 +339,61 @@ def synthetic_records(
 def get_iocs_body(records: list[dict[str, object]]) -> dict[str, object]:
     """Wrap records in the ``get_iocs`` envelope ThreatFox answers with."""
     return {"query_status": "ok", "data": records}
+
+
+# The 15-column layout of the keyed CSV export (since about 2026-01-08).
+EXPORT_COLUMNS = (
+    "first_seen_utc",
+    "ioc_id",
+    "ioc_value",
+    "ioc_type",
+    "threat_type",
+    "fk_malware",
+    "malware_alias",
+    "malware_printable",
+    "last_seen_utc",
+    "confidence_level",
+    "is_compromised",
+    "reference",
+    "tags",
+    "anonymous",
+    "reporter",
+)
+
+
+def _export_line(record: dict[str, Any]) -> str:
+    fields = (
+        str(record["first_seen"]).removesuffix(" UTC"),
+        record["id"],
+        record["ioc"],
+        record["ioc_type"],
+        record["threat_type"],
+        record["malware"],
+        record["malware_alias"] or "None",
+        record["malware_printable"],
+        "",
+        str(record["confidence_level"]),
+        "False",
+        record["reference"] or "None",
+        ",".join(record["tags"] or []) or "None",
+        "0",
+        record["reporter"],
+    )
+    return ", ".join(f'"{value}"' for value in fields)
+
+
+def full_csv_export(records: list[dict[str, Any]], *, trailer: bool = True) -> bytes:
+    """Zip get_iocs records as ThreatFox ships full.csv.zip: banner, header comment, trailer."""
+    lines = [
+        "#" * 64,
+        "# ThreatFox IOCs: CSV export (full)",
+        "#",
+        "# " + ",".join(f'"{name}"' for name in EXPORT_COLUMNS),
+        *(_export_line(record) for record in records),
+    ]
+    if trailer:
+        lines.append(f"# Number of entries: {len(records)}")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("full.csv", "\r\n".join(lines) + "\r\n")
+    return buffer.getvalue()

@@ -3,21 +3,19 @@ the monthly budget, throttling, dry run and backfill, against the stand-in."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.core.pipeline.policies import RetryPolicy
 from azure.storage.blob import BlobLeaseClient
 
-from bench.synthetic import synthetic_records
+from bench.synthetic import full_csv_export, synthetic_records
 from shared.sentinel import RETRY_AFTER_CAP_SECONDS, SentinelClient
 from shared.state import LOCK_BLOB
 from shared.sync import run_sync
@@ -391,62 +389,10 @@ def test_raised_confidence_does_not_rewrite_a_row(standin, make_settings, make_o
 
 # 4. Reconciliation
 
-_EXPORT_COLUMNS = (
-    "first_seen_utc",
-    "ioc_id",
-    "ioc_value",
-    "ioc_type",
-    "threat_type",
-    "fk_malware",
-    "malware_alias",
-    "malware_printable",
-    "last_seen_utc",
-    "confidence_level",
-    "is_compromised",
-    "reference",
-    "tags",
-    "anonymous",
-    "reporter",
-)
-
-
-def _export_line(record):
-    fields = (
-        record["first_seen"].removesuffix(" UTC"),
-        record["id"],
-        record["ioc"],
-        record["ioc_type"],
-        record["threat_type"],
-        record["malware"],
-        record["malware_alias"] or "None",
-        record["malware_printable"],
-        "",
-        str(record["confidence_level"]),
-        "False",
-        record["reference"] or "None",
-        ",".join(record["tags"] or []) or "None",
-        "0",
-        record["reporter"],
-    )
-    return ", ".join(f'"{value}"' for value in fields)
-
 
 def _export_zip(records, trailer=True):
     """The full CSV export as ThreatFox ships it: banner, header comment, trailer."""
-    lines = [
-        "#" * 64,
-        "# ThreatFox IOCs: CSV export (full)",
-        "# Last updated: 2026-04-10 12:30:00 UTC",
-        "#",
-        "# " + ",".join(f'"{name}"' for name in _EXPORT_COLUMNS),
-        *(_export_line(record) for record in records),
-    ]
-    if trailer:
-        lines.append(f"# Number of entries: {len(records)}")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("full.csv", "\r\n".join(lines) + "\r\n")
-    return buffer.getvalue()
+    return full_csv_export(records, trailer=trailer)
 
 
 def _reconciling(make_settings, workspace, **overrides):
