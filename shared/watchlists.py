@@ -19,6 +19,7 @@ from shared.indicators import Indicator
 from shared.settings import Settings
 
 __all__ = [
+    "ALL_COLUMNS",
     "MAX_LINE_CHARS",
     "MAX_RAW_CONTENT_BYTES",
     "MAX_ROW_BYTES",
@@ -61,6 +62,12 @@ _KIND_COLUMNS = {
     "url": ("Url", "UrlHost", "Port", "OriginalUrl"),
     "hash": ("FileHash", "HashAlgorithm"),
 }
+# Every column any product watchlist has, in order (what _GetWatchlist can return).
+ALL_COLUMNS = tuple(
+    dict.fromkeys(
+        [*(c for columns in _KIND_COLUMNS.values() for c in columns), *_COMMON_COLUMNS]
+    )
+)
 _TITLES = {
     "ip": ("IP", "C2 and payload IP addresses with their ports"),
     "domain": ("Domain", "C2 and payload domains"),

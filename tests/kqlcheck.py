@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared.watchlists import ALL_COLUMNS
+
 __all__ = [
     "TABLES",
     "WATCHLIST_BASE_COLUMNS",
@@ -68,25 +70,8 @@ TABLES: dict[str, str] = {
 # Columns _GetWatchlist adds to every watchlist's own CSV columns.
 WATCHLIST_BASE_COLUMNS = ("SearchKey:string", "_DTItemId:string")
 _WATCHLIST_TIME_COLUMN = "LastUpdatedTimeUTC:datetime"
-# The union of the product watchlists' columns (shared/watchlists.py), in order.
-_WATCHLIST_COLUMNS = (
-    "IPAddress",
-    "Port",
-    "Domain",
-    "Url",
-    "UrlHost",
-    "OriginalUrl",
-    "FileHash",
-    "HashAlgorithm",
-    "ThreatType",
-    "Malware",
-    "ThreatFoxId",
-    "Confidence",
-    "FirstSeen",
-    "ValidUntil",
-    "Tags",
-    "Reference",
-)
+# The union of the product watchlists' columns, from shared/watchlists.py.
+_WATCHLIST_COLUMNS = ALL_COLUMNS
 
 
 def watchlist_function(columns: Sequence[str] = _WATCHLIST_COLUMNS) -> dict[str, str]:
